@@ -88,8 +88,9 @@ sh_workq_t *sh_workq_new(int nthreads, const char *name)
         if (pthread_create(&wq->threads[i], NULL, sh_workq_main, wq) != 0)
             goto fail;
         wq->nthreads++;
-        char tname[16];
-        snprintf(tname, sizeof(tname), "%.12s-%d", name ? name : "workq", i);
+        char tname[32];
+        snprintf(tname, sizeof(tname), "%.10s-%d", name ? name : "workq", i % 100);
+        tname[15] = '\0'; /* the kernel keeps 15 characters */
         pthread_setname_np(wq->threads[i], tname);
     }
     return wq;
