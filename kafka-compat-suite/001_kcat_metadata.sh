@@ -39,7 +39,7 @@ grep -Eq "from broker $BROKER_ID: 127\.0\.0\.1:$BROKER_PORT/$BROKER_ID\)" <<<"$o
 # kcat is built with JSON support on Debian; check the same facts there.
 kcat -b "$BOOTSTRAP" -L -J -m 10 >"$SCENARIO_TMP/kcat-J.out" 2>"$SCENARIO_TMP/kcat-J.err" ||
     { cat "$SCENARIO_TMP/kcat-J.err"; fail "kcat -L -J failed"; }
-cat "$SCENARIO_TMP/kcat-J.out"
+cat "$SCENARIO_TMP/kcat-J.out"; echo
 /usr/bin/python3 - "$SCENARIO_TMP/kcat-J.out" "$BROKER_ID" "$BROKER_PORT" <<'PY'
 import json, sys
 md = json.load(open(sys.argv[1]))
