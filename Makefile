@@ -17,7 +17,7 @@
 
 CC      ?= cc
 CFLAGS  ?= -O2 -g
-CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -I. -pthread -MMD -MP
+override CFLAGS += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -I. -pthread -MMD -MP
 LDLIBS  := -lsqlite3 -lpq -llz4 -lzstd -lsnappy -lz -lssl -lcrypto -lcurl -lpthread -lm
 PYTHON  := /usr/bin/python3
 
