@@ -203,6 +203,21 @@ void sh_writer_patch_i32(sh_writer_t *w, size_t at, int32_t v)
         sh_store_be32(w->buf + at, (uint32_t)v);
 }
 
+void sh_writer_insert_size(sh_writer_t *w, sh_writer_mark_t m)
+{
+    if (w->err || m.len > w->len || m.nrefs > w->nrefs)
+        return;
+    uint64_t size = (uint64_t)(w->len - m.len) + (w->ref_bytes - m.ref_bytes);
+    size_t k = sh_uvarint_size(size);
+    if (!sh_writer_extend(w, k))
+        return;
+    memmove(w->buf + m.len + k, w->buf + m.len, w->len - k - m.len);
+    sh_uvarint_write(w->buf + m.len, size);
+    /* references made after the mark sit after the inserted bytes */
+    for (size_t i = m.nrefs; i < w->nrefs; i++)
+        w->refs[i].at += k;
+}
+
 size_t sh_writer_iov_count(const sh_writer_t *w)
 {
     return 2 * w->nrefs + 1;

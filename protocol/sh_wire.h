@@ -322,6 +322,23 @@ void sh_wire_put_array_len(sh_writer_t *w, bool compact, int32_t n);
  * Only valid for offsets before any later reference point. */
 void sh_writer_patch_i32(sh_writer_t *w, size_t at, int32_t v);
 
+/* A position in the output, for sh_writer_insert_size(). */
+typedef struct sh_writer_mark {
+    size_t len;        /* buffered bytes at the mark */
+    size_t nrefs;      /* references at the mark */
+    size_t ref_bytes;  /* referenced bytes at the mark */
+} sh_writer_mark_t;
+
+static inline sh_writer_mark_t sh_writer_mark(const sh_writer_t *w)
+{
+    return (sh_writer_mark_t){w->len, w->nrefs, w->ref_bytes};
+}
+
+/* Insert at mark m an unsigned varint holding the number of output bytes
+ * (buffered and referenced) written since m; what follows moves up. Used
+ * for tagged fields, whose size precedes data of unknown length. */
+void sh_writer_insert_size(sh_writer_t *w, sh_writer_mark_t m);
+
 /* Number of iovecs the output needs. */
 size_t sh_writer_iov_count(const sh_writer_t *w);
 /* Fill iov (room for sh_writer_iov_count() entries); returns entries used. */
