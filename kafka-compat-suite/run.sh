@@ -4,12 +4,13 @@
 # with its own temporary data directory, under a time limit; the broker log
 # is kept with the scenario's output and shown when the scenario fails.
 #
-#   kafka-compat-suite/run.sh [-v] [-k] [SCENARIO...]
+#   kafka-compat-suite/run.sh [-v] [-k] [--asan] [SCENARIO...]
 #
 # SCENARIO is a number or part of a name ("003", "garbage"); default: all.
 # -v prints every scenario's output, -k keeps every temporary directory
-# (failed scenarios always keep theirs). Environment: see README.md
-# (BROKER selects the broker binary, e.g. an ASan build).
+# (failed scenarios always keep theirs), --asan builds and tests an
+# ASan+UBSan broker instead of bin/streamhouse-server. Environment: see
+# README.md (BROKER selects the broker binary).
 #
 # Directives in a scenario's first 40 lines, "# compat-KEY: VALUE" (or "//"):
 #   compat-timeout: SECONDS     instead of COMPAT_TIMEOUT (default 120)
@@ -26,13 +27,15 @@ SUITE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$SUITE/lib/broker.sh"
 
 verbose=${COMPAT_VERBOSE:-0}
+asan=0
 keep=${COMPAT_KEEP_TMP:-0}
 patterns=()
 for a in "$@"; do
     case $a in
         -v) verbose=1 ;;
         -k) keep=1 ;;
-        -h|--help) sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --asan) asan=1 ;;
+        -h|--help) sed -n '2,23p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
         -*) echo "unknown option $a" >&2; exit 2 ;;
         *) patterns+=("$a") ;;
     esac
@@ -51,6 +54,10 @@ if [ ${#scenarios[@]} -eq 0 ]; then
     exit 2
 fi
 
+if [ $asan -eq 1 ]; then
+    BROKER=$("$SUITE/lib/build-asan-broker.sh") || { echo "compat: the ASan broker build failed" >&2; exit 1; }
+    export BROKER
+fi
 bin=$(sh_broker_bin)
 if [ ! -x "$bin" ]; then
     echo "compat: broker binary $bin is missing: run make, or set BROKER=path" >&2
