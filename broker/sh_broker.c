@@ -1,0 +1,333 @@
+/*
+ * sh_broker.c - broker lifecycle: data directory and identity, listening
+ * sockets and accept, the before-sleep service pass over connections,
+ * signals and orderly shutdown.
+ *
+ * Thread: sh_broker_new/listen/free on the main thread, everything else
+ * on the loop thread (sh_broker_run's caller); sh_broker_stop from any.
+ * Ownership: the broker owns its loop, listener sockets and every
+ * connection (closed by sh_broker_run on the way out); the config is
+ * borrowed.
+ */
+#include "broker/sh_broker.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "broker/sh_conn.h"
+#include "broker/sh_meta_properties.h"
+#include "common/sh_log.h"
+
+#define LISTEN_BACKLOG 1024
+#define ACCEPTS_PER_EVENT 64
+#define ACCEPT_RETRY_MS 100
+
+static void broker_service(sh_loop_t *loop, void *arg);
+
+sh_broker_t *sh_broker_new(const sh_config_t *cfg)
+{
+    sh_broker_t *b = calloc(1, sizeof(*b));
+    if (!b) {
+        sh_log(SH_LOG_ERROR, "broker", "out of memory");
+        return NULL;
+    }
+    b->cfg = cfg;
+    b->node_id = cfg->node_id;
+    b->max_request_bytes = cfg->socket_request_max_bytes;
+    b->idle_ms = cfg->connections_max_idle_ms;
+    b->conn_max_inflight = SH_CONN_MAX_INFLIGHT;
+    b->conn_max_unsent = SH_CONN_MAX_UNSENT_BYTES;
+    b->topics.ops = &sh_topics_empty_ops;
+    for (int i = 0; i < SH_CONFIG_MAX_LISTENERS; i++)
+        b->listeners[i].fd = -1;
+
+    b->loop = sh_loop_new();
+    if (!b->loop)
+        goto fail;
+    if (sh_meta_properties_load(cfg->data_dir, cfg->node_id, b->cluster_id) != SH_OK)
+        goto fail;
+    sh_loop_before_sleep_add(b->loop, &b->service_hook, broker_service, b);
+    return b;
+fail:
+    sh_broker_free(b);
+    return NULL;
+}
+
+/* ---------------------------------------------------------- listeners */
+
+static void listener_resume(sh_timer_t *t, void *arg)
+{
+    sh_listener_t *l = arg;
+    (void)t;
+    if (l->fd >= 0 && !l->broker->shutting_down)
+        sh_loop_io_set(l->broker->loop, &l->io, SH_LOOP_READ);
+}
+
+static void listener_on_io(sh_loop_io_t *io, uint32_t events)
+{
+    sh_listener_t *l = io->arg;
+    sh_broker_t *b = l->broker;
+    (void)events;
+    for (int i = 0; i < ACCEPTS_PER_EVENT; i++) {
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof(ss);
+        int fd = accept4(l->fd, (struct sockaddr *)&ss, &sl,
+                         SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return;
+            if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO)
+                continue;
+            /* Out of descriptors or memory: the pending connection stays
+             * queued and level-triggered epoll would spin, so stop
+             * watching the listener for a moment. */
+            sh_log(SH_LOG_WARN, "broker",
+                   "could not accept connection on %s: %s; pausing accepts "
+                   "for %d ms (%zu connections open)",
+                   b->cfg->listener[l->index].name, strerror(errno),
+                   ACCEPT_RETRY_MS, b->nconns);
+            sh_loop_io_set(b->loop, &l->io, 0);
+            sh_loop_timer_arm(b->loop, &l->retry_timer, ACCEPT_RETRY_MS);
+            return;
+        }
+        sh_conn_new(b, fd, l->index, (struct sockaddr *)&ss, sl);
+    }
+}
+
+/* Bind one listener; empty host (or "::") means every address. */
+static int listener_bind(const sh_config_listener_t *cl, int *bound_port)
+{
+    struct addrinfo hints = {0}, *res = NULL, *ai;
+    char port[16];
+    const char *host = cl->host[0] ? cl->host : NULL;
+    int fd = -1, one = 1, gai;
+
+    snprintf(port, sizeof(port), "%d", cl->port);
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    hints.ai_family = host ? AF_UNSPEC : AF_INET6;
+    gai = getaddrinfo(host, port, &hints, &res);
+    if (gai != 0 && !host) {
+        hints.ai_family = AF_INET; /* no IPv6 on this machine */
+        gai = getaddrinfo(NULL, port, &hints, &res);
+    }
+    if (gai != 0) {
+        sh_log(SH_LOG_ERROR, "broker", "could not resolve listener address \"%s:%d\": %s",
+               cl->host, cl->port, gai_strerror(gai));
+        return -1;
+    }
+    int last_errno = 0;
+    for (ai = res; ai; ai = ai->ai_next) {
+        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                    ai->ai_protocol);
+        if (fd < 0) {
+            last_errno = errno;
+            continue;
+        }
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        if (ai->ai_family == AF_INET6 && !host) {
+            int zero = 0; /* dual stack: IPv4 too */
+            setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
+        }
+        if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 &&
+            listen(fd, LISTEN_BACKLOG) == 0)
+            break;
+        last_errno = errno;
+        close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(res);
+    if (fd < 0) {
+        sh_log(SH_LOG_ERROR, "broker", "could not listen on \"%s:%d\": %s",
+               cl->host[0] ? cl->host : "*", cl->port, strerror(last_errno));
+        return -1;
+    }
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    *bound_port = cl->port;
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0) {
+        if (ss.ss_family == AF_INET)
+            *bound_port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+        else if (ss.ss_family == AF_INET6)
+            *bound_port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    }
+    return fd;
+}
+
+sh_err_t sh_broker_listen(sh_broker_t *b)
+{
+    const sh_config_t *cfg = b->cfg;
+    for (int i = 0; i < cfg->listener_count; i++) {
+        sh_listener_t *l = &b->listeners[i];
+        int port = 0;
+        int fd = listener_bind(&cfg->listener[i], &port);
+        if (fd < 0)
+            return SH_E_IO;
+        l->broker = b;
+        l->index = i;
+        l->fd = fd;
+        l->port = port;
+        b->nlisteners = i + 1;
+        sh_loop_io_init(&l->io, fd, listener_on_io, l);
+        sh_timer_init(&l->retry_timer, listener_resume, l);
+        if (sh_loop_io_add(b->loop, &l->io, SH_LOOP_READ) != SH_OK)
+            return SH_E_IO;
+        b->advertised[i] = cfg->advertised[i];
+        if (b->advertised[i].port == 0)
+            b->advertised[i].port = port;
+        sh_log(SH_LOG_INFO, "broker", "listening on %s:%d (listener %s, advertised as %s:%d)",
+               cfg->listener[i].host[0] ? cfg->listener[i].host : "*", port,
+               cfg->listener[i].name, b->advertised[i].host, b->advertised[i].port);
+    }
+    return SH_OK;
+}
+
+int sh_broker_port(const sh_broker_t *b, int i)
+{
+    return i >= 0 && i < b->nlisteners ? b->listeners[i].port : -1;
+}
+
+void sh_broker_set_topics(sh_broker_t *b, const sh_topics_ops_t *ops, void *ctx)
+{
+    b->topics.ops = ops ? ops : &sh_topics_empty_ops;
+    b->topics.ctx = ctx;
+}
+
+/* ------------------------------------------------- connection service */
+
+void sh_broker_conn_pending(sh_broker_t *b, sh_conn_t *c)
+{
+    if (c->pending)
+        return;
+    c->pending = true;
+    c->pend_prev = NULL;
+    c->pend_next = b->pending;
+    if (b->pending)
+        b->pending->pend_prev = c;
+    b->pending = c;
+}
+
+static void pending_remove(sh_broker_t *b, sh_conn_t *c)
+{
+    if (!c->pending)
+        return;
+    if (c->pend_prev)
+        c->pend_prev->pend_next = c->pend_next;
+    else
+        b->pending = c->pend_next;
+    if (c->pend_next)
+        c->pend_next->pend_prev = c->pend_prev;
+    c->pend_prev = c->pend_next = NULL;
+    c->pending = false;
+}
+
+void sh_broker_conn_unlink(sh_broker_t *b, sh_conn_t *c)
+{
+    pending_remove(b, c);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        b->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    c->prev = c->next = NULL;
+    b->nconns--;
+}
+
+/* Before sleeping: write responses, resume paused readers, close what
+ * asked to be closed. Servicing may queue more work (a resumed reader's
+ * requests finish at once), which this same pass picks up. */
+static void broker_service(sh_loop_t *loop, void *arg)
+{
+    sh_broker_t *b = arg;
+    (void)loop;
+    while (b->pending) {
+        sh_conn_t *c = b->pending;
+        pending_remove(b, c);
+        sh_conn_service(c);
+    }
+}
+
+/* ------------------------------------------------------------- signals */
+
+static void broker_on_signal(sh_loop_t *loop, int signo, void *arg)
+{
+    sh_broker_t *b = arg;
+    if (signo == SIGHUP) {
+        sh_log(SH_LOG_INFO, "broker", "received SIGHUP; configuration reload is not "
+                                      "supported, ignored");
+        return;
+    }
+    if (!b->shutting_down)
+        sh_log(SH_LOG_INFO, "broker", "received %s, shutting down",
+               signo == SIGTERM ? "SIGTERM" : "SIGINT");
+    sh_loop_stop(loop);
+}
+
+sh_err_t sh_broker_handle_signals(sh_broker_t *b)
+{
+    return sh_loop_signals_start(b->loop, broker_on_signal, b);
+}
+
+/* ----------------------------------------------------------- lifecycle */
+
+static void broker_close_listeners(sh_broker_t *b)
+{
+    for (int i = 0; i < b->nlisteners; i++) {
+        sh_listener_t *l = &b->listeners[i];
+        if (l->fd < 0)
+            continue;
+        sh_loop_io_del(b->loop, &l->io);
+        sh_loop_timer_cancel(b->loop, &l->retry_timer);
+        close(l->fd);
+        l->fd = -1;
+    }
+}
+
+static void broker_close_all(sh_broker_t *b)
+{
+    b->shutting_down = true;
+    broker_close_listeners(b);
+    size_t n = b->nconns;
+    while (b->conns)
+        sh_conn_close_now(b->conns, "broker shutting down");
+    if (n)
+        sh_log(SH_LOG_INFO, "broker", "closed %zu client connections", n);
+}
+
+sh_err_t sh_broker_run(sh_broker_t *b)
+{
+    sh_log(SH_LOG_INFO, "broker", "broker %d ready (cluster id %s)", b->node_id,
+           b->cluster_id);
+    sh_err_t err = sh_loop_run(b->loop);
+    if (err)
+        sh_log(SH_LOG_ERROR, "broker", "event loop failed, shutting down");
+    else
+        sh_log(SH_LOG_INFO, "broker", "shutting down");
+    broker_close_all(b);
+    return err;
+}
+
+void sh_broker_stop(sh_broker_t *b)
+{
+    sh_loop_stop(b->loop);
+}
+
+void sh_broker_free(sh_broker_t *b)
+{
+    if (!b)
+        return;
+    if (b->loop) {
+        broker_close_all(b);
+        sh_loop_before_sleep_remove(b->loop, &b->service_hook);
+        sh_loop_free(b->loop);
+    }
+    free(b);
+}

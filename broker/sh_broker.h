@@ -1,0 +1,91 @@
+/*
+ * sh_broker.h - the broker process state: configuration, loop,
+ * listeners, connections, identity (node id, cluster id) and the
+ * services handlers reach through it (topics, later storage and groups).
+ *
+ * Thread: the loop thread owns everything here once sh_broker_run() has
+ * started; only sh_broker_stop() may be called from another thread.
+ * Ownership: the broker owns the loop, listening sockets and connections;
+ * the config is borrowed and must outlive the broker.
+ */
+#ifndef SH_BROKER_H
+#define SH_BROKER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "broker/sh_config.h"
+#include "broker/sh_loop.h"
+#include "broker/sh_topics.h"
+#include "broker/sh_types.h"
+
+#define SH_BROKER_VERSION "0.1.0"
+#define SH_CLUSTER_ID_LEN 22
+
+typedef struct sh_listener {
+    sh_broker_t *broker;
+    int index;                 /* in cfg->listener[] */
+    int fd;
+    int port;                  /* bound port (differs from cfg when 0) */
+    sh_loop_io_t io;
+    sh_timer_t retry_timer;    /* re-enable accept after EMFILE */
+} sh_listener_t;
+
+struct sh_broker {
+    const sh_config_t *cfg;
+    sh_loop_t *loop;
+    int32_t node_id;
+    char cluster_id[SH_CLUSTER_ID_LEN + 1];
+
+    sh_listener_t listeners[SH_CONFIG_MAX_LISTENERS];
+    int nlisteners;
+    /* advertised endpoints with bound ports filled in, per listener */
+    sh_config_listener_t advertised[SH_CONFIG_MAX_LISTENERS];
+
+    sh_conn_t *conns;          /* every open connection */
+    size_t nconns;
+    uint64_t next_conn_id;
+    sh_conn_t *pending;        /* connections with before-sleep work */
+    sh_loop_hook_t service_hook;
+
+    sh_topics_t topics;
+
+    /* limits, from config (tests may lower them) */
+    int32_t max_request_bytes;
+    int64_t idle_ms;
+    uint32_t conn_max_inflight;
+    size_t conn_max_unsent;
+
+    bool shutting_down;
+    uint64_t requests_total;
+};
+
+/* Create a broker: event loop, data directory and cluster id
+ * (meta.properties). Nothing listens yet. NULL on failure (logged). */
+sh_broker_t *sh_broker_new(const sh_config_t *cfg);
+
+/* Bind and listen on every listener; log "listening on". */
+sh_err_t sh_broker_listen(sh_broker_t *b);
+
+/* Also watch SIGTERM/SIGINT (SIGHUP is logged and ignored). */
+sh_err_t sh_broker_handle_signals(sh_broker_t *b);
+
+/* Run until stopped, then close listeners and connections. */
+sh_err_t sh_broker_run(sh_broker_t *b);
+
+/* Ask the loop to stop; any thread. */
+void sh_broker_stop(sh_broker_t *b);
+
+void sh_broker_free(sh_broker_t *b);
+
+/* Bound port of listener i (useful with port 0). */
+int sh_broker_port(const sh_broker_t *b, int i);
+
+/* Replace the topic source (the default knows no topics). */
+void sh_broker_set_topics(sh_broker_t *b, const sh_topics_ops_t *ops, void *ctx);
+
+/* --- connection-layer helpers --- */
+void sh_broker_conn_pending(sh_broker_t *b, sh_conn_t *c);
+void sh_broker_conn_unlink(sh_broker_t *b, sh_conn_t *c);
+
+#endif

@@ -1,0 +1,83 @@
+/*
+ * sh_dispatch.c - the table of served APIs (see sh_dispatch.h).
+ *
+ * To serve a new API: write broker/api/<api>.c, declare its handler in
+ * broker/api/sh_api.h and add a row here, in api_key order. The row's
+ * versions are what ApiVersions advertises, so list only versions the
+ * handler really implements (clients probe features from these ranges;
+ * see the protocol notes, sections 4 and 7). advertised_min may be lower
+ * than min_version only to reproduce a Kafka quirk (Produce: advertise 0,
+ * serve 3+).
+ *
+ * Thread: constant data; lookups from the loop thread.
+ */
+#include "broker/sh_dispatch.h"
+
+#include "broker/api/sh_api.h"
+#include "common/sh_log.h"
+#include "protocol/sh_proto.h"
+
+const sh_api_entry_t sh_dispatch_table[] = {
+    /* key  min  max  adv_min  handler */
+    {3, 0, 12, 0, sh_api_metadata_handle},    /* Metadata */
+    {18, 0, 4, 0, sh_api_versions_handle},    /* ApiVersions */
+};
+
+const size_t sh_dispatch_count = sizeof(sh_dispatch_table) / sizeof(sh_dispatch_table[0]);
+
+/* Key-indexed view of the table, built on first use. */
+static const sh_api_entry_t *by_key[SH_API_KEY_LIMIT];
+static bool by_key_ready;
+
+const sh_api_entry_t *sh_dispatch_find(int16_t api_key)
+{
+    if (!by_key_ready) {
+        for (size_t i = 0; i < sh_dispatch_count; i++) {
+            int16_t k = sh_dispatch_table[i].api_key;
+            if (k >= 0 && k < SH_API_KEY_LIMIT)
+                by_key[k] = &sh_dispatch_table[i];
+        }
+        by_key_ready = true;
+    }
+    if (api_key < 0 || api_key >= SH_API_KEY_LIMIT)
+        return NULL;
+    return by_key[api_key];
+}
+
+bool sh_dispatch_check(void)
+{
+    bool ok = true;
+    for (size_t i = 0; i < sh_dispatch_count; i++) {
+        const sh_api_entry_t *e = &sh_dispatch_table[i];
+        const sh_api_info_t *info = sh_api_info(e->api_key);
+        if (!info) {
+            sh_log(SH_LOG_ERROR, "dispatch", "API key %d has no codec", e->api_key);
+            ok = false;
+            continue;
+        }
+        if (e->min_version < info->min_version || e->max_version > info->max_version ||
+            e->min_version > e->max_version || e->advertised_min > e->min_version ||
+            e->advertised_min < 0) {
+            sh_log(SH_LOG_ERROR, "dispatch",
+                   "%s: served versions %d-%d (advertised from %d) do not fit the "
+                   "codec's %d-%d", info->name, e->min_version, e->max_version,
+                   e->advertised_min, info->min_version, info->max_version);
+            ok = false;
+        }
+        if (info->top_unstable && e->max_version == info->max_version) {
+            sh_log(SH_LOG_ERROR, "dispatch", "%s v%d is unstable in Kafka; do not serve it",
+                   info->name, e->max_version);
+            ok = false;
+        }
+        if (!e->handler) {
+            sh_log(SH_LOG_ERROR, "dispatch", "%s has no handler", info->name);
+            ok = false;
+        }
+        if (i > 0 && sh_dispatch_table[i - 1].api_key >= e->api_key) {
+            sh_log(SH_LOG_ERROR, "dispatch", "table not in api_key order at key %d",
+                   e->api_key);
+            ok = false;
+        }
+    }
+    return ok;
+}
