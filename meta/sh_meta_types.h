@@ -1,0 +1,114 @@
+/*
+ * sh_meta_types.h - the plain structs the metadata layer hands out and
+ * takes in. Types only (HAProxy habit), so headers that merely carry these
+ * values around need not pull in the function declarations.
+ *
+ * Ownership: every struct returned by a sh_meta_* call, and every string
+ * and array it points to, is allocated in the sh_arena_t the caller passed
+ * to that call; nothing is freed individually, the caller finishes the
+ * arena. Structs passed *in* are borrowed for the duration of the call.
+ */
+#ifndef SH_META_TYPES_H
+#define SH_META_TYPES_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "protocol/sh_wire.h" /* sh_uuid_t */
+
+/* Kafka's cluster id: base64url (no padding) of 16 random bytes. */
+#define SH_META_CLUSTER_ID_LEN 22
+
+/* Kafka's own topic name rules (Topic.java): [a-zA-Z0-9._-], 1..249. */
+#define SH_META_TOPIC_NAME_MAX 249
+
+/* A safety bound, not a Kafka rule: one CreateTopics/CreatePartitions call
+ * writes one row per partition inside one transaction, and a hostile
+ * request must not be able to ask for two billion of them. */
+#define SH_META_PARTITIONS_MAX 100000
+
+typedef struct sh_meta sh_meta_t;
+
+/* One partition of one topic. */
+typedef struct sh_meta_tp {
+    sh_uuid_t topic_id;
+    int32_t partition;
+} sh_meta_tp_t;
+
+typedef enum sh_meta_topic_state {
+    SH_META_TOPIC_LIVE = 0,
+    /* DeleteTopics accepted: no new writes, objects being released; the
+     * name stays taken until sh_meta_topic_drop(). */
+    SH_META_TOPIC_DELETING = 1,
+} sh_meta_topic_state_t;
+
+typedef struct sh_meta_topic {
+    sh_uuid_t topic_id;
+    const char *name;
+    int32_t partition_count;
+    int64_t created_ms;     /* wall clock, as passed to sh_meta_topic_create */
+    sh_meta_topic_state_t state;
+} sh_meta_topic_t;
+
+/* A topic config override. In sh_meta_topic_configs_alter() a NULL value
+ * means "remove this override". */
+typedef struct sh_meta_config {
+    const char *key;
+    const char *value;
+} sh_meta_config_t;
+
+/* One listener of a broker, what a Metadata response advertises. */
+typedef struct sh_meta_endpoint {
+    const char *listener;       /* e.g. "PLAINTEXT" */
+    const char *host;
+    int32_t port;
+    int16_t security_protocol;  /* Kafka's SecurityProtocol id */
+} sh_meta_endpoint_t;
+
+typedef struct sh_meta_broker {
+    int32_t broker_id;
+    int64_t broker_epoch;       /* bumped by every registration */
+    const char *rack;           /* NULL when none */
+    int64_t registered_ms;
+    int64_t heartbeat_ms;
+    sh_meta_endpoint_t *endpoints;
+    size_t nendpoints;
+} sh_meta_broker_t;
+
+typedef struct sh_meta_partition {
+    sh_uuid_t topic_id;
+    int32_t partition;
+    int32_t leader_id;          /* -1: no leader */
+    int32_t leader_epoch;       /* -1 until the first leader; +1 per acquire */
+    int64_t lease_expiry_ms;    /* wall clock; 0 when released */
+    int64_t log_start_offset;
+    /* Next offset after the last committed chunk. Records above it may
+     * exist in the leader's WAL; they are not the metadata's business. */
+    int64_t high_watermark;
+} sh_meta_partition_t;
+
+/* A byte range of a segment object holding the batches of one partition
+ * with offsets base_offset..last_offset (inclusive). */
+typedef struct sh_meta_chunk {
+    sh_uuid_t topic_id;
+    int32_t partition;
+    int64_t base_offset;
+    int64_t last_offset;
+    int64_t max_timestamp;
+    /* On commit: NULL, or equal to the object key being committed. */
+    const char *object_key;
+    int64_t byte_offset;
+    int64_t byte_length;
+    int32_t leader_epoch;       /* the epoch the committing leader held */
+} sh_meta_chunk_t;
+
+/* A segment object in the bucket. live_chunks counts the chunks that still
+ * reference it; at 0 the object may be deleted from the store, then
+ * forgotten here with sh_meta_objects_forget(). */
+typedef struct sh_meta_object {
+    const char *object_key;
+    int64_t size_bytes;
+    int64_t live_chunks;
+} sh_meta_object_t;
+
+#endif
