@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "broker/sh_conn.h"
+#include "broker/sh_dispatch.h"
 #include "broker/sh_meta_properties.h"
 #include "common/sh_log.h"
 
@@ -45,9 +46,13 @@ sh_broker_t *sh_broker_new(const sh_config_t *cfg)
     b->conn_max_inflight = SH_CONN_MAX_INFLIGHT;
     b->conn_max_unsent = SH_CONN_MAX_UNSENT_BYTES;
     b->topics.ops = &sh_topics_empty_ops;
+    b->dispatch = sh_dispatch_table;
+    b->dispatch_count = sh_dispatch_count;
     for (int i = 0; i < SH_CONFIG_MAX_LISTENERS; i++)
         b->listeners[i].fd = -1;
 
+    if (!sh_dispatch_check(b->dispatch, b->dispatch_count))
+        goto fail;
     b->loop = sh_loop_new();
     if (!b->loop)
         goto fail;
@@ -194,6 +199,16 @@ int sh_broker_port(const sh_broker_t *b, int i)
     return i >= 0 && i < b->nlisteners ? b->listeners[i].port : -1;
 }
 
+sh_err_t sh_broker_set_dispatch(sh_broker_t *b, const sh_api_entry_t *table,
+                                size_t count)
+{
+    if (!sh_dispatch_check(table, count))
+        return SH_E_INVAL;
+    b->dispatch = table;
+    b->dispatch_count = count;
+    return SH_OK;
+}
+
 void sh_broker_set_topics(sh_broker_t *b, const sh_topics_ops_t *ops, void *ctx)
 {
     b->topics.ops = ops ? ops : &sh_topics_empty_ops;
@@ -326,6 +341,10 @@ void sh_broker_free(sh_broker_t *b)
         return;
     if (b->loop) {
         broker_close_all(b);
+        if (b->requests_live)
+            sh_log(SH_LOG_WARN, "broker",
+                   "%llu requests still held by handlers at shutdown",
+                   (unsigned long long)b->requests_live);
         sh_loop_before_sleep_remove(b->loop, &b->service_hook);
         sh_loop_free(b->loop);
     }

@@ -49,6 +49,8 @@ struct sh_broker {
     sh_loop_hook_t service_hook;
 
     sh_topics_t topics;
+    const sh_api_entry_t *dispatch;   /* served APIs, in api_key order */
+    size_t dispatch_count;
 
     /* limits, from config (tests may lower them) */
     int32_t max_request_bytes;
@@ -58,6 +60,7 @@ struct sh_broker {
 
     bool shutting_down;
     uint64_t requests_total;
+    uint64_t requests_live;    /* allocated, not yet freed (incl. orphans) */
 };
 
 /* Create a broker: event loop, data directory and cluster id
@@ -76,6 +79,8 @@ sh_err_t sh_broker_run(sh_broker_t *b);
 /* Ask the loop to stop; any thread. */
 void sh_broker_stop(sh_broker_t *b);
 
+/* Requests still held by handlers (orphans) point at the broker: finish
+ * or drain the lower layers that hold them before freeing it. */
 void sh_broker_free(sh_broker_t *b);
 
 /* Bound port of listener i (useful with port 0). */
@@ -83,6 +88,11 @@ int sh_broker_port(const sh_broker_t *b, int i);
 
 /* Replace the topic source (the default knows no topics). */
 void sh_broker_set_topics(sh_broker_t *b, const sh_topics_ops_t *ops, void *ctx);
+
+/* Serve a different API table (tests, embedding); it must stay valid.
+ * SH_E_INVAL if it fails sh_dispatch_check. Call before sh_broker_run. */
+sh_err_t sh_broker_set_dispatch(sh_broker_t *b, const sh_api_entry_t *table,
+                                size_t count);
 
 /* --- connection-layer helpers --- */
 void sh_broker_conn_pending(sh_broker_t *b, sh_conn_t *c);

@@ -201,7 +201,7 @@ static void conn_dispatch_frame(sh_conn_t *c, sh_block_t *frame)
     int16_t key = (int16_t)sh_load_be16(d);
     int16_t ver = (int16_t)sh_load_be16(d + 2);
     int32_t corr = (int32_t)sh_load_be32(d + 4);
-    const sh_api_entry_t *api = sh_dispatch_find(key);
+    const sh_api_entry_t *api = sh_dispatch_lookup(b->dispatch, b->dispatch_count, key);
     const sh_api_info_t *info = sh_api_info(key);
 
     c->last_active_ms = sh_loop_now_ms(b->loop);

@@ -25,30 +25,32 @@ const sh_api_entry_t sh_dispatch_table[] = {
 
 const size_t sh_dispatch_count = sizeof(sh_dispatch_table) / sizeof(sh_dispatch_table[0]);
 
-/* Key-indexed view of the table, built on first use. */
-static const sh_api_entry_t *by_key[SH_API_KEY_LIMIT];
-static bool by_key_ready;
+const sh_api_entry_t *sh_dispatch_lookup(const sh_api_entry_t *table, size_t count,
+                                         int16_t api_key)
+{
+    size_t lo = 0, hi = count;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (table[mid].api_key == api_key)
+            return &table[mid];
+        if (table[mid].api_key < api_key)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
+}
 
 const sh_api_entry_t *sh_dispatch_find(int16_t api_key)
 {
-    if (!by_key_ready) {
-        for (size_t i = 0; i < sh_dispatch_count; i++) {
-            int16_t k = sh_dispatch_table[i].api_key;
-            if (k >= 0 && k < SH_API_KEY_LIMIT)
-                by_key[k] = &sh_dispatch_table[i];
-        }
-        by_key_ready = true;
-    }
-    if (api_key < 0 || api_key >= SH_API_KEY_LIMIT)
-        return NULL;
-    return by_key[api_key];
+    return sh_dispatch_lookup(sh_dispatch_table, sh_dispatch_count, api_key);
 }
 
-bool sh_dispatch_check(void)
+bool sh_dispatch_check(const sh_api_entry_t *table, size_t count)
 {
     bool ok = true;
-    for (size_t i = 0; i < sh_dispatch_count; i++) {
-        const sh_api_entry_t *e = &sh_dispatch_table[i];
+    for (size_t i = 0; i < count; i++) {
+        const sh_api_entry_t *e = &table[i];
         const sh_api_info_t *info = sh_api_info(e->api_key);
         if (!info) {
             sh_log(SH_LOG_ERROR, "dispatch", "API key %d has no codec", e->api_key);
@@ -73,7 +75,7 @@ bool sh_dispatch_check(void)
             sh_log(SH_LOG_ERROR, "dispatch", "%s has no handler", info->name);
             ok = false;
         }
-        if (i > 0 && sh_dispatch_table[i - 1].api_key >= e->api_key) {
+        if (i > 0 && table[i - 1].api_key >= e->api_key) {
             sh_log(SH_LOG_ERROR, "dispatch", "table not in api_key order at key %d",
                    e->api_key);
             ok = false;

@@ -33,11 +33,16 @@ struct sh_api_entry {
 extern const sh_api_entry_t sh_dispatch_table[];
 extern const size_t sh_dispatch_count;
 
-/* The row for api_key, or NULL if the API is not served. */
+/* The row for api_key in the built-in table, or NULL if not served. */
 const sh_api_entry_t *sh_dispatch_find(int16_t api_key);
+
+/* The row for api_key in any table (the broker's may be replaced by
+ * tests), or NULL. Tables are in api_key order. */
+const sh_api_entry_t *sh_dispatch_lookup(const sh_api_entry_t *table, size_t count,
+                                         int16_t api_key);
 
 /* Check every row against the codec (versions within what it can encode,
  * rows in key order, no duplicates). Returns false and logs otherwise. */
-bool sh_dispatch_check(void);
+bool sh_dispatch_check(const sh_api_entry_t *table, size_t count);
 
 #endif

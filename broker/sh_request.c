@@ -33,6 +33,7 @@ sh_request_t *sh_request_new(sh_broker_t *b, sh_conn_t *c, sh_block_t *frame)
     req->frame = frame;
     req->received_ms = sh_loop_now_ms(b->loop);
     req->state = SH_REQUEST_PENDING;
+    b->requests_live++;
     sh_arena_init(&req->arena, REQUEST_ARENA_CHUNK);
     sh_writer_init(&req->out);
     return req;
@@ -48,6 +49,7 @@ void sh_request_free(sh_request_t *req)
     sh_arena_fini(&req->arena);   /* the holds lived here */
     if (req->frame)
         sh_block_unref(req->frame);
+    req->broker->requests_live--;
     free(req);
 }
 

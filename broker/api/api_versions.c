@@ -53,7 +53,6 @@ static bool software_field_valid(sh_slice_t s)
 void sh_api_versions_handle(sh_broker_t *b, sh_request_t *req)
 {
     sh_api_versions_response_t resp;
-    (void)b;
     sh_api_versions_response_init(&resp);
     resp.throttle_time_ms = 0;
 
@@ -94,18 +93,18 @@ void sh_api_versions_handle(sh_broker_t *b, sh_request_t *req)
     }
 
     sh_api_versions_response_api_version_t *keys =
-        sh_arena_calloc(&req->arena, sh_dispatch_count, sizeof(*keys));
+        sh_arena_calloc(&req->arena, b->dispatch_count, sizeof(*keys));
     if (!keys) {
         sh_request_fail(req, "out of memory");
         return;
     }
-    for (size_t i = 0; i < sh_dispatch_count; i++) {
-        keys[i].api_key = sh_dispatch_table[i].api_key;
-        keys[i].min_version = sh_dispatch_table[i].advertised_min;
-        keys[i].max_version = sh_dispatch_table[i].max_version;
+    for (size_t i = 0; i < b->dispatch_count; i++) {
+        keys[i].api_key = b->dispatch[i].api_key;
+        keys[i].min_version = b->dispatch[i].advertised_min;
+        keys[i].max_version = b->dispatch[i].max_version;
     }
     resp.error_code = 0;
     resp.api_keys = keys;
-    resp.api_keys_count = (int32_t)sh_dispatch_count;
+    resp.api_keys_count = (int32_t)b->dispatch_count;
     sh_request_respond(req, &resp);
 }
