@@ -7,7 +7,7 @@
 # threads over fresh and reused connections, closed politely, half-closed or
 # reset. Meanwhile a client on its own connection keeps making correct
 # requests and must get every answer right. Afterwards the broker process is
-# alive, answers ApiVersions v0-v3 and Metadata v0-v1 correctly on a new
+# alive, answers ApiVersions v0-v4 and Metadata v0-v1 correctly on a new
 # connection, still answers an ApiVersions version it does not support with
 # UNSUPPORTED_VERSION and a v0 body, and its log has no sanitizer report.
 #
@@ -271,7 +271,7 @@ check(stats["sent"] + stats["closed_by_broker"] >= TOTAL_FRAMES - 1,
 sock = kwire.connect(compat.HOST, compat.PORT)
 corr = 50000
 ver_range = None
-for v in range(4):
+for v in range(5):
     corr += 1
     resp = kwire.decode_api_versions_response(v, kwire.roundtrip(sock, kwire.api_versions_request(v, corr)))
     ver_range = kwire.check_api_versions(v, resp, corr)
