@@ -104,9 +104,11 @@ static int sh_seg_cursor_read(sh_seg_cursor_t *c, uint64_t off, uint8_t *dst, si
         size_t take = c->iov[i].iov_len - in;
         if (take > n)
             take = n;
-        memcpy(dst, (const uint8_t *)c->iov[i].iov_base + in, take);
-        dst += take;
-        n -= take;
+        if (take > 0) { /* an empty iovec may have a NULL base */
+            memcpy(dst, (const uint8_t *)c->iov[i].iov_base + in, take);
+            dst += take;
+            n -= take;
+        }
         i++;
         in = 0;
     }

@@ -326,10 +326,13 @@ static void test_list_paging(void **state)
     };
     size_t nn = sizeof(names) / sizeof(names[0]);
     char *want[64];
+    uint8_t payload[64];
+    tsu_fill(payload, sizeof(payload), 9);
     for (size_t i = 0; i < nn; i++) {
         char key[256];
         tkey(t, "list", key, sizeof(key), names[i]);
-        tsu_put_ok(t->s, key, names[i], strlen(names[i]) + i);
+        /* sizes differ per key so the listing's sizes can be checked */
+        tsu_put_ok(t->s, key, payload, strlen(names[i]) + i);
         want[i] = strdup(key);
     }
     qsort(want, nn, sizeof(char *), cmp_str);
