@@ -249,11 +249,15 @@ sh_err_t sh_meta_open(const char *url, sh_meta_t **out)
             goto fail;
         }
     }
-    if (!path[0] || strchr(path, '?')) {
+    if (!path[0]) {
+        sh_log(SH_LOG_ERROR, "meta", "metadata URL \"%s\" names no database file", shown);
+        err = SH_E_INVAL;
+        goto fail;
+    }
+    if (strchr(path, '?')) {
+        /* refuse rather than create a file literally named "x.db?mode=ro" */
         sh_log(SH_LOG_ERROR, "meta",
-               "metadata URL \"%s\" names no database file (query parameters are not "
-               "supported)",
-               shown);
+               "metadata URL \"%s\": query parameters are not supported for SQLite", shown);
         err = SH_E_INVAL;
         goto fail;
     }

@@ -978,6 +978,67 @@ static void test_async_runner(void **state)
     OK(sh_meta_topic_get_by_name(f->m, ops[4].name, &f->a, &t));
 }
 
+typedef struct {
+    sh_meta_op_t op;
+    sh_meta_tp_t tp;
+    int64_t hwm;
+} readop_t;
+
+static int reads_done;
+
+static sh_err_t readop_run(sh_meta_t *m, sh_meta_op_t *op)
+{
+    readop_t *r = (readop_t *)op;
+    sh_meta_partition_t p;
+    sh_err_t err = sh_meta_partition_get(m, r->tp, &p);
+    r->hwm = p.high_watermark;
+    return err;
+}
+
+static void readop_done(sh_meta_op_t *op)
+{
+    (void)op;
+    reads_done++;
+}
+
+/* Startup code may call operations directly while the worker runs ops:
+ * the store serialises them, nothing interleaves inside a transaction. */
+static void test_direct_calls_during_async(void **state)
+{
+    fx_t *f = *state;
+    sh_uuid_t id = mk_topic(f, "mixed", 1);
+    sh_meta_tp_t tp = {id, 0};
+    int32_t e = lead(f, tp, 1, 0);
+    enum { N = 60 };
+    readop_t ops[N];
+    reads_done = 0;
+    for (int i = 0; i < N; i++) {
+        ops[i] = (readop_t){.tp = tp};
+        ops[i].op.run = readop_run;
+        ops[i].op.done = readop_done;
+        OK(sh_meta_submit(f->m, &ops[i].op));
+    }
+    for (int i = 0; i < N; i++) {
+        char key[32];
+        snprintf(key, sizeof(key), "mixed-%d", i);
+        sh_meta_chunk_t c = chunk(id, 0, i * 10, i * 10 + 9, 1, 0, 10, e);
+        OK(sh_meta_chunks_commit(f->m, nm(f, key), 10, &c, 1, 1));
+    }
+    while (reads_done < N) {
+        struct pollfd p = {.fd = sh_meta_fd(f->m), .events = POLLIN};
+        assert_true(poll(&p, 1, 10000) > 0);
+        sh_meta_drain(f->m);
+    }
+    int64_t last = -1;
+    for (int i = 0; i < N; i++) {
+        OK(ops[i].op.err);
+        assert_true(ops[i].hwm % 10 == 0); /* never a torn commit */
+        assert_true(ops[i].hwm >= last);   /* in submission order */
+        last = ops[i].hwm;
+    }
+    assert_int_equal(hwm(f, id, 0), N * 10);
+}
+
 /* ---------------------------------------------------------------------- */
 /* Durability                                                              */
 
@@ -1050,6 +1111,7 @@ int main(void)
         T(test_retention_points),
         T(test_producer_ids),
         T(test_async_runner),
+        T(test_direct_calls_during_async),
         T(test_durability_without_close),
 #undef T
     };
