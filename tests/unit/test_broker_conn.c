@@ -802,6 +802,79 @@ static void test_backpressure_inflight(void **state)
     assert_true(atomic_load(&max_inflight_seen) >= 2);
 }
 
+/* A handler with big answers (about 200 KB each). */
+static atomic_long max_unsent_seen;
+static char big_host[30000];
+
+static void big_handle(sh_broker_t *b, sh_request_t *req)
+{
+    (void)b;
+    long unsent = (long)req->conn->unsent_bytes;
+    long seen = atomic_load(&max_unsent_seen);
+    while (unsent > seen && !atomic_compare_exchange_weak(&max_unsent_seen, &seen, unsent))
+        ;
+    sh_metadata_response_t md;
+    sh_metadata_response_init(&md);
+    md.brokers_count = 7;
+    md.brokers = sh_arena_calloc(&req->arena, 7, sizeof(*md.brokers));
+    assert_non_null(md.brokers);
+    for (int i = 0; i < 7; i++) {
+        md.brokers[i].node_id = i;
+        md.brokers[i].host = (sh_slice_t){(const uint8_t *)big_host, sizeof(big_host)};
+        md.brokers[i].rack = SH_SLICE_NULL;
+    }
+    sh_request_respond(req, &md);
+}
+
+static const sh_api_entry_t big_table[] = {
+    {3, 0, 12, 0, big_handle},
+    {18, 0, 4, 0, sh_api_versions_handle},
+};
+
+static void small_unsent(sh_broker_t *b)
+{
+    b->conn_max_unsent = 64 * 1024;
+}
+
+/* A client that does not read: the broker stops reading its requests
+ * once 64 KiB of answers are waiting, and resumes when they drain. */
+static void test_backpressure_unsent_bytes(void **state)
+{
+    (void)state;
+    enum { N = 60 };
+    memset(big_host, 'h', sizeof(big_host));
+    atomic_store(&max_unsent_seen, 0);
+    tb_t t;
+    tb_start_with(&t, NULL, big_table, 2, small_unsent, false);
+    int fd = cl_connect(t.port);
+    sh_writer_t w;
+    sh_writer_init(&w);
+    for (int i = 0; i < N; i++) {
+        sh_metadata_request_t rq;
+        sh_metadata_request_init(&rq);
+        rq.topics_count = -1;
+        build_request(&w, 3, 1, i, &rq);
+    }
+    cl_send_writer(fd, &w);
+    sh_writer_fini(&w);
+    usleep(100 * 1000); /* let socket buffers fill while we do not read */
+    for (int i = 0; i < N; i++) {
+        resp_t rs;
+        assert_true(read_response(fd, 3, 1, &rs));
+        assert_int_equal(rs.corr, i);
+        sh_metadata_response_t md;
+        sh_metadata_response_init(&md);
+        assert_int_equal(sh_metadata_response_decode(&rs.r, &rs.arena, 1, &md), SH_OK);
+        assert_int_equal(md.brokers_count, 7);
+        assert_int_equal(md.brokers[6].host.len, sizeof(big_host));
+        resp_free(&rs);
+    }
+    close(fd);
+    tb_stop(&t);
+    /* no request was taken in while 64 KiB or more were waiting */
+    assert_true(atomic_load(&max_unsent_seen) < 64 * 1024);
+}
+
 /* The client leaves while its requests are still being handled: the late
  * finishing calls free them and write nothing. */
 static void test_orphaned_requests(void **state)
@@ -1134,6 +1207,7 @@ int main(void)
         cmocka_unit_test(test_split_frames),
         cmocka_unit_test(test_async_out_of_order),
         cmocka_unit_test(test_backpressure_inflight),
+        cmocka_unit_test(test_backpressure_unsent_bytes),
         cmocka_unit_test(test_orphaned_requests),
         cmocka_unit_test(test_oversize_refused_before_body),
         cmocka_unit_test(test_malformed_header_isolated),
