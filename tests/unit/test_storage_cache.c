@@ -251,6 +251,7 @@ static void test_randomized(void **state)
 {
     (void)state;
     uint64_t seed = 12345;
+    print_message("randomized cache run, seed %llu\n", (unsigned long long)seed);
 #define RND() (seed = seed * 6364136223846793005ULL + 1442695040888963407ULL, (unsigned)(seed >> 33))
     size_t limit = 20000;
     sh_cache_t *c = sh_cache_new(limit);
