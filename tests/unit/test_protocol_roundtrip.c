@@ -292,11 +292,64 @@ static void test_init_matches_absent_fields(void **state)
     sh_arena_fini(&a);
 }
 
+/*
+ * Not a check: with SH_WRITE_FUZZ_SEEDS=DIR set, the program only writes
+ * one sample request frame (header and body, no size prefix) per API at
+ * its lowest, first flexible and highest version into DIR. That is how the generated part
+ * of tests/fuzz/corpus/fuzz_protocol_request/ was made.
+ */
+static void write_fuzz_seeds(void **state)
+{
+    (void)state;
+    const char *dir = getenv("SH_WRITE_FUZZ_SEEDS");
+    size_t written = 0;
+    for (size_t i = 0; i < sh_api_count(); i++) {
+        const sh_api_info_t *ai = sh_api_at(i);
+        int16_t vs[3] = {ai->min_version, ai->flexible_from, ai->max_version};
+        for (int j = 0; j < 3; j++) {
+            int16_t v = vs[j];
+            if (v < 0 || (j > 0 && (v == vs[0] || (j == 2 && v == vs[1]))))
+                continue;
+            sh_arena_t a;
+            sh_arena_init(&a, 16384);
+            void *m = sh_arena_alloc(&a, ai->request_size);
+            assert_int_equal(sh_msg_sample(ai->request_desc, &a, v, 99, 0, m), SH_OK);
+            sh_request_header_t h;
+            sh_request_header_init(&h);
+            h.request_api_key = ai->api_key;
+            h.request_api_version = v;
+            h.correlation_id = 1000 + ai->api_key;
+            h.client_id = sh_slice_str("fuzz-seed");
+            sh_writer_t w;
+            sh_writer_init(&w);
+            sh_request_header_encode(&w, sh_request_header_version(ai->api_key, v), &h);
+            ai->request_encode(&w, v, m);
+            size_t len;
+            uint8_t *b = flatten(&w, &len);
+            char path[1024];
+            snprintf(path, sizeof(path), "%s/sample-%02d-%s-v%d", dir, ai->api_key, ai->name, v);
+            FILE *f = fopen(path, "wb");
+            assert_non_null(f);
+            assert_int_equal(fwrite(b, 1, len, f), len);
+            fclose(f);
+            free(b);
+            sh_writer_fini(&w);
+            sh_arena_fini(&a);
+            written++;
+        }
+    }
+    print_message("wrote %zu fuzz seeds to %s\n", written, dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_all_apis),
         cmocka_unit_test(test_init_matches_absent_fields),
     };
+    if (getenv("SH_WRITE_FUZZ_SEEDS")) {
+        const struct CMUnitTest seeds[] = {cmocka_unit_test(write_fuzz_seeds)};
+        return cmocka_run_group_tests(seeds, NULL, NULL);
+    }
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
