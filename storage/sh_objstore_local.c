@@ -221,18 +221,18 @@ static void sh_local_put_work(sh_workq_job_t *j)
         return;
     }
     if (sh_local_write_all(fd, op->iov, op->iovcnt) != 0) {
-        sh_local_fail_errno(op, errno, "write", tmp);
+        sh_local_fail_errno(op, errno, "write temporary file for", key);
         goto fail;
     }
     /* a failed fsync leaves the file's state unknown; this temporary file
      * is discarded and a retry writes a fresh one */
     if (fsync(fd) != 0) {
-        sh_local_fail_errno(op, errno, "fsync", tmp);
+        sh_local_fail_errno(op, errno, "fsync temporary file for", key);
         goto fail;
     }
     if (close(fd) != 0) {
         fd = -1;
-        sh_local_fail_errno(op, errno, "close", tmp);
+        sh_local_fail_errno(op, errno, "close temporary file for", key);
         goto fail;
     }
     fd = -1;
@@ -792,7 +792,9 @@ static const sh_objstore_ops_t sh_local_ops = {
     .free = sh_local_free,
 };
 
-/* mkdir -p for the root itself; ordinary blocking code, run once at startup. */
+/* mkdir -p for the root itself; ordinary blocking code, run once at
+ * startup. A directory it creates is fsynced into its parent: objects
+ * acknowledged later must not vanish with their root after a crash. */
 static int sh_local_mkdir_p(const char *dir)
 {
     char path[PATH_MAX];
@@ -807,7 +809,24 @@ static int sh_local_mkdir_p(const char *dir)
             continue;
         char c = path[i];
         path[i] = '\0';
-        if (mkdir(path, 0755) != 0 && errno != EEXIST) {
+        if (mkdir(path, 0755) == 0) {
+            char *slash = strrchr(path, '/');
+            const char *parent = slash == path ? "/" : slash ? path : ".";
+            if (slash && slash != path)
+                *slash = '\0';
+            int fd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+            int r = fd >= 0 ? fsync(fd) : -1;
+            int e = errno;
+            if (fd >= 0)
+                close(fd);
+            if (slash && slash != path)
+                *slash = '/';
+            if (r != 0) {
+                errno = e;
+                path[i] = c;
+                return -1;
+            }
+        } else if (errno != EEXIST) {
             path[i] = c;
             return -1;
         }
