@@ -114,7 +114,9 @@ struct sh_meta_op {
      * the enclosing struct. Must not touch loop-owned state. */
     sh_err_t (*run)(sh_meta_t *m, sh_meta_op_t *op);
     /* On the thread that calls sh_meta_drain (the loop); may free the op.
-     * May be NULL (fire and forget; then run owns the op's memory). */
+     * May be NULL when nobody needs the completion, but the op must still
+     * stay valid until sh_meta_drain or sh_meta_close has passed it (the
+     * queue links through it after run returns). */
     void (*done)(sh_meta_op_t *op);
     sh_err_t err;        /* what run returned */
 };
