@@ -237,82 +237,77 @@ NAME_RE = re.compile(r"[a-z][a-z0-9_]*\Z")
 TYPE_RE = re.compile(r"(\[\])?[A-Za-z][A-Za-z0-9]*\Z")
 
 
-def parse_file(path, relname=None):
-    relname = relname or path
-    with open(path, encoding="utf-8") as f:
-        lines = f.read().split("\n")
-    messages = []
-    cur_msg = None
-    # stack of (indent, field list, owning field or None)
-    stack = None
-    last_field = None
-    for lineno, raw in enumerate(lines, 1):
-        where = "%s:%d" % (relname, lineno)
-        if "\t" in raw[: len(raw) - len(raw.lstrip())]:
-            raise SpecError("%s: indent with spaces, not tabs" % where)
-        toks = tokenize(raw, where)
-        if not toks:
-            continue
-        indent = len(raw) - len(raw.lstrip(" "))
-        if indent == 0:
-            kw = toks[0]
-            if kw in ("request", "response", "header"):
-                if len(toks) < 2:
-                    raise SpecError("%s: %s needs a name" % (where, kw))
-                m = Message(kw, toks[1], where)
-                m.source = relname
-                attrs, flags = _parse_attrs(toks[2:], where, MSG_ATTRS)
-                if "versions" not in attrs:
-                    raise SpecError("%s: %s has no versions=" % (where, m.name))
-                m.versions = Versions.parse(attrs["versions"])
-                m.flexible = Versions.parse(attrs.get("flexible", "none"))
-                m.deprecated = Versions.parse(attrs.get("deprecated", "none"))
-                if "key" in attrs:
-                    m.api_key = int(attrs["key"])
-                elif kw != "header":
-                    raise SpecError("%s: %s has no key=" % (where, m.name))
-                if "listeners" in attrs:
-                    m.listeners = attrs["listeners"].split(",")
-                m.unstable = "unstable" in flags
-                messages.append(m)
-                cur_msg = m
-                stack = [(None, m.fields, None)]
-            elif kw == "struct":
-                if cur_msg is None:
-                    raise SpecError("%s: struct outside a message" % where)
-                if len(toks) < 2:
-                    raise SpecError("%s: struct needs a name" % where)
-                attrs, _ = _parse_attrs(toks[2:], where, ("versions",))
-                s = Struct(toks[1], Versions.parse(attrs.get("versions", "0+")), where)
-                cur_msg.commons.append(s)
-                stack = [(None, s.fields, None)]
-            else:
-                raise SpecError("%s: expected request, response, header or struct, got %r"
-                                % (where, kw))
-            last_field = None
-            continue
-        if stack is None:
-            raise SpecError("%s: field outside a message" % where)
-        if len(toks) < 3:
-            raise SpecError("%s: a field needs a name, a type and versions" % where)
-        # find the level this indent belongs to
-        if stack[-1][0] is None:
-            stack[-1] = (indent, stack[-1][1], stack[-1][2])
-        elif indent > stack[-1][0]:
-            if last_field is None or not last_field.is_struct or last_field.fields is not None:
-                raise SpecError("%s: unexpected indent (only under a struct field)" % where)
-            last_field.fields = []
-            stack.append((indent, last_field.fields, last_field))
+class _Parser:
+    """Line-by-line state: the current message, and a stack of
+    (indent, field list) for the struct being filled."""
+
+    def __init__(self, relname):
+        self.relname = relname
+        self.messages = []
+        self.msg = None
+        self.stack = None
+        self.last = None
+
+    def block(self, toks, where):
+        kw = toks[0]
+        if kw in ("request", "response", "header"):
+            if len(toks) < 2:
+                raise SpecError("%s needs a name" % kw)
+            m = Message(kw, toks[1], where)
+            m.source = self.relname
+            attrs, flags = _parse_attrs(toks[2:], where, MSG_ATTRS)
+            if "versions" not in attrs:
+                raise SpecError("%s has no versions=" % m.name)
+            m.versions = Versions.parse(attrs["versions"])
+            m.flexible = Versions.parse(attrs.get("flexible", "none"))
+            m.deprecated = Versions.parse(attrs.get("deprecated", "none"))
+            if "key" in attrs:
+                m.api_key = int(attrs["key"])
+            elif kw != "header":
+                raise SpecError("%s has no key=" % m.name)
+            if "listeners" in attrs:
+                m.listeners = attrs["listeners"].split(",")
+            m.unstable = "unstable" in flags
+            self.messages.append(m)
+            self.msg = m
+            self.stack = [[None, m.fields]]
+        elif kw == "struct":
+            if self.msg is None:
+                raise SpecError("struct outside a message")
+            if len(toks) < 2:
+                raise SpecError("struct needs a name")
+            attrs, _ = _parse_attrs(toks[2:], where, ("versions",))
+            st = Struct(toks[1], Versions.parse(attrs.get("versions", "0+")), where)
+            self.msg.commons.append(st)
+            self.stack = [[None, st.fields]]
         else:
-            while stack and stack[-1][0] is not None and indent < stack[-1][0]:
-                stack.pop()
-            if not stack or stack[-1][0] != indent:
-                raise SpecError("%s: indent does not match any enclosing level" % where)
+            raise SpecError("expected request, response, header or struct, got %r" % kw)
+        self.last = None
+
+    def field(self, toks, indent, where):
+        if self.stack is None:
+            raise SpecError("field outside a message")
+        if len(toks) < 3:
+            raise SpecError("a field needs a name, a type and versions")
+        top = self.stack[-1]
+        if top[0] is None:
+            top[0] = indent                     # first field fixes the level
+        elif indent > top[0]:
+            f = self.last
+            if f is None or not f.is_struct or f.fields is not None:
+                raise SpecError("unexpected indent (only under a struct field)")
+            f.fields = []
+            self.stack.append([indent, f.fields])
+        else:
+            while len(self.stack) > 1 and indent < self.stack[-1][0]:
+                self.stack.pop()
+            if self.stack[-1][0] != indent:
+                raise SpecError("indent does not match any enclosing level")
         name, type_, vers = toks[0], toks[1], toks[2]
         if not NAME_RE.match(name):
-            raise SpecError("%s: field name %r is not snake_case" % (where, name))
+            raise SpecError("field name %r is not snake_case" % name)
         if not TYPE_RE.match(type_):
-            raise SpecError("%s: bad type %r" % (where, type_))
+            raise SpecError("bad type %r" % type_)
         f = Field(name, type_, Versions.parse(vers), where)
         attrs, flags = _parse_attrs(toks[3:], where, FIELD_ATTRS)
         if "null" in attrs:
@@ -322,16 +317,40 @@ def parse_file(path, relname=None):
         if "tag" in attrs:
             f.tag = int(attrs["tag"])
             if "tagged" not in attrs:
-                raise SpecError("%s: tag= without tagged=" % where)
+                raise SpecError("tag= without tagged=")
             f.tagged = Versions.parse(attrs["tagged"])
         elif "tagged" in attrs:
-            raise SpecError("%s: tagged= without tag=" % where)
+            raise SpecError("tagged= without tag=")
         if "flexible" in attrs:
             f.flexible = Versions.parse(attrs["flexible"])
         f.ignorable = "ignorable" in flags
-        stack[-1][1].append(f)
-        last_field = f
-    return messages
+        self.stack[-1][1].append(f)
+        self.last = f
+
+
+def parse_file(path, relname=None):
+    """Parse one spec file; errors are SpecError("file:line: what")."""
+    relname = relname or path
+    with open(path, encoding="utf-8") as f:
+        lines = f.read().split("\n")
+    p = _Parser(relname)
+    for lineno, raw in enumerate(lines, 1):
+        where = "%s:%d" % (relname, lineno)
+        try:
+            lead = raw[: len(raw) - len(raw.lstrip())]
+            if "\t" in lead:
+                raise SpecError("indent with spaces, not tabs")
+            toks = tokenize(raw, where)
+            if not toks:
+                continue
+            if not lead:
+                p.block(toks, where)
+            else:
+                p.field(toks, len(lead), where)
+        except (SpecError, ValueError) as e:
+            msg = str(e)
+            raise SpecError(msg if msg.startswith(relname + ":") else "%s: %s" % (where, msg))
+    return p.messages
 
 
 def parse_dir(spec_dir):
