@@ -43,6 +43,7 @@ sh_broker_t *sh_broker_new(const sh_config_t *cfg)
     b->node_id = cfg->node_id;
     b->max_request_bytes = cfg->socket_request_max_bytes;
     b->idle_ms = cfg->connections_max_idle_ms;
+    b->req_bytes_max = cfg->queued_max_request_bytes;
     b->conn_max_inflight = SH_CONN_MAX_INFLIGHT;
     b->conn_max_unsent = SH_CONN_MAX_UNSENT_BYTES;
     b->topics.ops = &sh_topics_empty_ops;
@@ -243,9 +244,56 @@ static void pending_remove(sh_broker_t *b, sh_conn_t *c)
     c->pending = false;
 }
 
+static void mem_wait_remove(sh_broker_t *b, sh_conn_t *c)
+{
+    if (!c->mem_wait)
+        return;
+    if (c->mem_prev)
+        c->mem_prev->mem_next = c->mem_next;
+    else
+        b->mem_waiters = c->mem_next;
+    if (c->mem_next)
+        c->mem_next->mem_prev = c->mem_prev;
+    c->mem_prev = c->mem_next = NULL;
+    c->mem_wait = false;
+}
+
+bool sh_broker_frame_admit(sh_broker_t *b, sh_conn_t *c, size_t size)
+{
+    /* Always admit into an empty budget, so a frame larger than the whole
+     * budget (but within socket.request.max.bytes) still gets through. */
+    if (b->req_bytes_max <= 0 || b->req_bytes == 0 ||
+        b->req_bytes + (int64_t)size <= b->req_bytes_max) {
+        b->req_bytes += (int64_t)size;
+        return true;
+    }
+    if (!c->mem_wait) {
+        c->mem_wait = true;
+        c->mem_prev = NULL;
+        c->mem_next = b->mem_waiters;
+        if (b->mem_waiters)
+            b->mem_waiters->mem_prev = c;
+        b->mem_waiters = c;
+    }
+    return false;
+}
+
+void sh_broker_frame_release(sh_broker_t *b, sh_block_t *frame)
+{
+    b->req_bytes -= (int64_t)frame->size;
+    sh_block_unref(frame);
+    /* Let every waiter try again; those that still do not fit wait anew. */
+    while (b->mem_waiters) {
+        sh_conn_t *c = b->mem_waiters;
+        mem_wait_remove(b, c);
+        sh_broker_conn_pending(b, c);
+    }
+}
+
 void sh_broker_conn_unlink(sh_broker_t *b, sh_conn_t *c)
 {
     pending_remove(b, c);
+    mem_wait_remove(b, c);
     if (c->prev)
         c->prev->next = c->next;
     else

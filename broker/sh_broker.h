@@ -54,6 +54,9 @@ struct sh_broker {
 
     /* limits, from config (tests may lower them) */
     int32_t max_request_bytes;
+    int64_t req_bytes_max;     /* queued.max.request.bytes; <= 0: none */
+    int64_t req_bytes;         /* frame bytes of live requests and partial frames */
+    sh_conn_t *mem_waiters;    /* connections waiting for req_bytes to drop */
     int64_t idle_ms;
     uint32_t conn_max_inflight;
     size_t conn_max_unsent;
@@ -97,5 +100,10 @@ sh_err_t sh_broker_set_dispatch(sh_broker_t *b, const sh_api_entry_t *table,
 /* --- connection-layer helpers --- */
 void sh_broker_conn_pending(sh_broker_t *b, sh_conn_t *c);
 void sh_broker_conn_unlink(sh_broker_t *b, sh_conn_t *c);
+/* Request-memory budget: may a frame of `size` bytes be allocated now?
+ * If not, c waits (reading paused) until frames are released. */
+bool sh_broker_frame_admit(sh_broker_t *b, sh_conn_t *c, size_t size);
+/* Give back a frame's budget and drop the caller's reference. */
+void sh_broker_frame_release(sh_broker_t *b, sh_block_t *frame);
 
 #endif

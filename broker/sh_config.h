@@ -70,6 +70,10 @@ bool sh_config_check_nonempty(const char *v, char *why, size_t n);
       "104857600", 8, INT32_MAX, NULL,                                        \
       "Largest request frame accepted; larger frames close the connection " \
       "before any of the body is buffered")                                   \
+    X("queued.max.request.bytes", queued_max_request_bytes, LONG,            \
+      "268435456", -1, INT64_MAX, NULL,                                       \
+      "Request bytes held in memory across all connections before the "     \
+      "broker stops reading new requests (-1: no limit)")                    \
     X("connections.max.idle.ms", connections_max_idle_ms, LONG, "600000",    \
       -1, INT64_MAX, NULL,                                                    \
       "Close connections idle this long (-1: never)")                        \

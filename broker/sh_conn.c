@@ -113,7 +113,8 @@ fail:
 static bool conn_over_limits(const sh_conn_t *c)
 {
     const sh_broker_t *b = c->broker;
-    return c->inflight >= b->conn_max_inflight || c->unsent_bytes >= b->conn_max_unsent;
+    return c->inflight >= b->conn_max_inflight || c->unsent_bytes >= b->conn_max_unsent ||
+           c->mem_wait;
 }
 
 static bool conn_has_ready_output(const sh_conn_t *c)
@@ -152,7 +153,7 @@ void sh_conn_close_now(sh_conn_t *c, const char *reason)
     sh_loop_timer_cancel(b->loop, &c->idle_timer);
     close(c->fd);
     if (c->frame)
-        sh_block_unref(c->frame);
+        sh_broker_frame_release(b, c->frame);
     sh_request_t *r = c->head;
     while (r) {
         sh_request_t *next = r->next;
@@ -210,7 +211,7 @@ static void conn_dispatch_frame(sh_conn_t *c, sh_block_t *frame)
                     "unsupported API key %d%s%s (version %d, correlation id %d), "
                     "closing connection", key, info ? " " : "", info ? info->name : "",
                     ver, corr);
-        sh_block_unref(frame);
+        sh_broker_frame_release(b, frame);
         sh_conn_close_soon(c, "unsupported API key");
         return;
     }
@@ -221,14 +222,14 @@ static void conn_dispatch_frame(sh_conn_t *c, sh_block_t *frame)
                     "unsupported version %d of %s (served %d-%d, correlation "
                     "id %d), closing connection", ver, info->name,
                     api->min_version, api->max_version, corr);
-        sh_block_unref(frame);
+        sh_broker_frame_release(b, frame);
         sh_conn_close_soon(c, "unsupported API version");
         return;
     }
 
     sh_request_t *req = sh_request_new(b, c, frame);
     if (!req) {
-        sh_block_unref(frame);
+        sh_broker_frame_release(b, frame);
         sh_conn_log(SH_LOG_ERROR, c, "out of memory for a %s request, closing connection",
                     info->name);
         sh_conn_close_soon(c, "out of memory");
@@ -336,8 +337,16 @@ static void conn_process_input(sh_conn_t *c)
             sh_conn_close_soon(c, "request too large");
             break;
         }
+        if (!sh_broker_frame_admit(b, c, (size_t)size)) {
+            /* too many request bytes held broker-wide: wait for some to
+             * be released (sh_broker_frame_release wakes us) */
+            c->read_paused = true;
+            conn_update_interest(c);
+            break;
+        }
         c->frame = sh_block_new((size_t)size);
         if (!c->frame) {
+            b->req_bytes -= size;
             sh_conn_log(SH_LOG_ERROR, c,
                         "out of memory for a %d-byte request, closing connection", size);
             sh_conn_close_soon(c, "out of memory");
@@ -358,7 +367,7 @@ static void conn_on_eof(sh_conn_t *c)
     /* Finish what was fully received, then close (a half-closed client
      * such as `nc -N` still gets its answers). A partial frame is lost. */
     if (c->frame) {
-        sh_block_unref(c->frame);
+        sh_broker_frame_release(c->broker, c->frame);
         c->frame = NULL;
         c->frame_got = 0;
     }

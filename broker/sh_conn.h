@@ -77,6 +77,8 @@ struct sh_conn {
     sh_conn_t *prev, *next;        /* all connections */
     sh_conn_t *pend_prev, *pend_next;
     bool pending;                  /* on the broker's to-do list */
+    sh_conn_t *mem_prev, *mem_next;
+    bool mem_wait;                 /* waiting for request-memory budget */
 
     uint64_t requests;             /* served, for the close log line */
 };

@@ -48,7 +48,7 @@ void sh_request_free(sh_request_t *req)
     sh_writer_fini(&req->out);
     sh_arena_fini(&req->arena);   /* the holds lived here */
     if (req->frame)
-        sh_block_unref(req->frame);
+        sh_broker_frame_release(req->broker, req->frame);
     req->broker->requests_live--;
     free(req);
 }

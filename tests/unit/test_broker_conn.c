@@ -694,6 +694,7 @@ typedef struct {
 
 static atomic_int delayed_done;
 static atomic_int max_inflight_seen;
+static atomic_long max_req_bytes_seen;
 static int delay_unit_ms = 15;
 
 static void delayed_fire(sh_timer_t *t, void *arg)
@@ -718,6 +719,10 @@ static void delayed_handle(sh_broker_t *b, sh_request_t *req)
                !atomic_compare_exchange_weak(&max_inflight_seen, &seen, inflight))
             ;
     }
+    long rb = (long)b->req_bytes;
+    long rseen = atomic_load(&max_req_bytes_seen);
+    while (rb > rseen && !atomic_compare_exchange_weak(&max_req_bytes_seen, &rseen, rb))
+        ;
     delayed_t *d = sh_arena_alloc(&req->arena, sizeof(*d));
     assert_non_null(d);
     d->req = req;
@@ -873,6 +878,50 @@ static void test_backpressure_unsent_bytes(void **state)
     tb_stop(&t);
     /* no request was taken in while 64 KiB or more were waiting */
     assert_true(atomic_load(&max_unsent_seen) < 64 * 1024);
+}
+
+/* queued.max.request.bytes: request frames held broker-wide stay within
+ * the budget; connections over it wait, then all get their answers. */
+static void test_request_memory_budget(void **state)
+{
+    (void)state;
+    enum { CONNS = 3, PER = 4, FRAME = 2000 };
+    const char *const ov[] = {"queued.max.request.bytes=4096", NULL};
+    atomic_store(&max_req_bytes_seen, 0);
+    tb_t t;
+    tb_start_with(&t, ov, delayed_table, 2, NULL, false);
+    int fds[CONNS];
+    for (int k = 0; k < CONNS; k++) {
+        fds[k] = cl_connect(t.port);
+        sh_writer_t w;
+        sh_writer_init(&w);
+        for (int i = 0; i < PER; i++) {
+            size_t at = w.len;
+            sh_metadata_request_t rq;
+            sh_metadata_request_init(&rq);
+            rq.topics_count = -1;
+            /* correlation ids 1,2,4,5: never a multiple of 3 (all delayed) */
+            build_request(&w, 3, 1, i + 1 + i / 2, &rq);
+            while (w.len - at < FRAME + 4)
+                sh_wire_put_i8(&w, 0); /* trailing bytes are ignored */
+            sh_writer_patch_i32(&w, at, FRAME);
+        }
+        cl_send_writer(fds[k], &w);
+        sh_writer_fini(&w);
+    }
+    for (int k = 0; k < CONNS; k++) {
+        for (int i = 0; i < PER; i++) {
+            resp_t rs;
+            assert_true(read_response(fds[k], 3, 1, &rs));
+            assert_int_equal(rs.corr, i + 1 + i / 2);
+            resp_free(&rs);
+        }
+        close(fds[k]);
+    }
+    tb_stop(&t);
+    long seen = atomic_load(&max_req_bytes_seen);
+    assert_true(seen <= 4096);
+    assert_true(seen >= FRAME);
 }
 
 /* The client leaves while its requests are still being handled: the late
@@ -1208,6 +1257,7 @@ int main(void)
         cmocka_unit_test(test_async_out_of_order),
         cmocka_unit_test(test_backpressure_inflight),
         cmocka_unit_test(test_backpressure_unsent_bytes),
+        cmocka_unit_test(test_request_memory_budget),
         cmocka_unit_test(test_orphaned_requests),
         cmocka_unit_test(test_oversize_refused_before_body),
         cmocka_unit_test(test_malformed_header_isolated),
