@@ -318,9 +318,11 @@ static sh_err_t sh_snappy_block(const uint8_t *p, size_t n, sh_sink_t *sink)
     sh_err_t err = sh_outbuf_reserve(sink->out, ulen);
     if (err)
         return err;
+    /* an empty block still gets decoded (validated) somewhere real */
+    char none;
+    char *dst = ulen ? (char *)sink->out->data + sink->out->len : &none;
     size_t got = ulen;
-    if (snappy_uncompress((const char *)p, n, (char *)sink->out->data + sink->out->len,
-                          &got) != SNAPPY_OK || got != ulen)
+    if (snappy_uncompress((const char *)p, n, dst, &got) != SNAPPY_OK || got != ulen)
         return SH_E_DECODE;
     sink->out->len += ulen;
     sink->produced += ulen;

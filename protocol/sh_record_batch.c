@@ -135,7 +135,9 @@ sh_err_t sh_record_batch_iter_init(sh_record_batch_iter_t *it, sh_slice_t batch,
             return sh_rb_iter_fail(it, SH_KERR_INVALID_RECORD,
                                    "compressed records are malformed");
         }
-        recs = (sh_slice_t){scratch->data + len0, scratch->len - len0};
+        /* an empty result may leave a never-grown buffer with no memory */
+        recs = scratch->len > len0 ? (sh_slice_t){scratch->data + len0, scratch->len - len0}
+                                   : (sh_slice_t){sh_rb_empty, 0};
     }
     it->uncompressed_size = recs.len;
     /* a reader over NULL would do arithmetic on a null pointer */
