@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -1194,6 +1195,52 @@ static void test_thousand_connections(void **state)
     tb_free(&t);
 }
 
+static int count_open_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    assert_non_null(d);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (e->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n - 1; /* the directory's own descriptor */
+}
+
+/* Out of descriptors: accept fails with EMFILE; the broker pauses the
+ * listener instead of spinning, and accepts the waiting clients once
+ * descriptors are available again. */
+static void test_accept_survives_fd_exhaustion(void **state)
+{
+    (void)state;
+    enum { N = 8 };
+    tb_t t;
+    tb_start(&t, NULL);
+    struct rlimit old, low;
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+    low = old;
+    /* room for our N client sockets and at most 3 accepted ones */
+    low.rlim_cur = (rlim_t)(count_open_fds() + N + 3);
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+    int fds[N];
+    for (int i = 0; i < N; i++) {
+        fds[i] = cl_connect(t.port);
+        send_request(fds[i], 18, 0, 100 + i, NULL);
+    }
+    usleep(50 * 1000); /* the broker runs out meanwhile */
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+    for (int i = 0; i < N; i++) {
+        resp_t rs;
+        assert_true(read_response(fds[i], 18, 0, &rs));
+        assert_int_equal(rs.corr, 100 + i);
+        resp_free(&rs);
+        close(fds[i]);
+    }
+    assert_still_serves(t.port);
+    tb_stop(&t);
+}
+
 static void test_sigterm_shutdown(void **state)
 {
     (void)state;
@@ -1245,7 +1292,7 @@ int main(void)
 {
     /* before any thread exists, so SIGTERM reaches only the signalfd */
     sh_loop_block_signals();
-    sh_log_level = SH_LOG_ERROR;  /* the bad-input tests are noisy by design */
+    sh_log_level = getenv("SH_TEST_VERBOSE") ? SH_LOG_DEBUG : SH_LOG_ERROR;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_dispatch_table_checked),
         cmocka_unit_test(test_api_versions),
@@ -1265,6 +1312,7 @@ int main(void)
         cmocka_unit_test(test_unsupported_api_and_version),
         cmocka_unit_test(test_half_close_gets_answers),
         cmocka_unit_test(test_idle_timeout),
+        cmocka_unit_test(test_accept_survives_fd_exhaustion),
         cmocka_unit_test(test_thousand_connections),
         cmocka_unit_test(test_sigterm_shutdown),
     };
