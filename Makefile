@@ -140,3 +140,13 @@ clean:
 	rm -rf build $(ASAN_BUILD) $(FUZZ_BUILD) bin
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+
+# Benchmarks (bench/README.md): tools built from bench/bench.mk, never linked
+# into the broker. `bench` is the full standard set; `bench-smoke` is the
+# seconds-long correctness run meant for `make test`.
+include bench/bench.mk
+.PHONY: bench bench-smoke
+bench: bench-tools
+	bench/run.sh
+bench-smoke: bench-tools
+	SHBENCH_SHORT=1 bench/run.sh

@@ -4,7 +4,8 @@
  *
  *   shbench-hw tcp      [--port P] [--seconds S]
  *       loopback TCP throughput: one sender thread writes 256 KiB buffers
- *       to one receiver thread over 127.0.0.1 for S seconds (default 2).
+ *       to one receiver thread over 127.0.0.1 for S seconds (default 2);
+ *       listens on the first free port of P .. P+9.
  *   shbench-hw fsync    --dir D [--count N] [--size B] [--seconds S]
  *       latency of appending B bytes (default 1024) to a growing file and
  *       fdatasync'ing it, as a write-ahead log does; N appends (default
@@ -84,7 +85,16 @@ static int run_tcp(void)
     setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
     struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons((uint16_t)o_port),
                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-    if (bind(lfd, (struct sockaddr *)&sin, sizeof(sin)) != 0)
+    /* the port range lies inside the ephemeral range: step over ports
+     * that other programs' connections happen to hold */
+    int bound = -1;
+    for (int i = 0; i < 10 && bound != 0; i++) {
+        sin.sin_port = htons((uint16_t)(o_port + i));
+        bound = bind(lfd, (struct sockaddr *)&sin, sizeof(sin));
+        if (bound != 0 && errno != EADDRINUSE)
+            break;
+    }
+    if (bound != 0)
         fail("bind");
     if (listen(lfd, 1) != 0)
         fail("listen");

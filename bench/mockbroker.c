@@ -7,7 +7,7 @@
  * keeps every record in memory and fsyncs nothing; it is an upper bound for
  * an in-memory broker, not an equal of a durable one.
  *
- *   shbench-mock [--port P] [--topic NAME:PARTITIONS]...
+ *   shbench-mock [--port P [--port-tries N]] [--topic NAME:PARTITIONS]...
  *
  * The mock does not serve CreateTopics, and its automatic creation uses a
  * fixed partition count, so the topics a benchmark needs are created here
@@ -31,15 +31,17 @@
 #include <unistd.h>
 
 extern atomic_int shb_mock_bind_port; /* shb_mock_bind.c */
+extern int        shb_mock_bind_tries;
 
 #define MAX_TOPICS 256
 
 static void usage(FILE *f)
 {
     fprintf(f,
-"usage: shbench-mock [--port P] [--topic NAME:PARTITIONS]...\n"
+"usage: shbench-mock [--port P [--port-tries N]] [--topic NAME:PARTITIONS]...\n"
 "Reference broker: librdkafka's in-memory mock cluster with one broker.\n"
 "  --port P                 listen on 127.0.0.1:P (default 0: any free port)\n"
+"  --port-tries N           if P is taken, try P+1 .. P+N-1 (default 10)\n"
 "  --topic NAME:PARTITIONS  create a topic before serving (repeatable)\n"
 "Prints \"BOOTSTRAP host:port\" on stdout when ready; stops on SIGTERM/SIGINT.\n");
 }
@@ -48,13 +50,14 @@ int main(int argc, char **argv)
 {
     static const struct option lo[] = {
         { "port", required_argument, 0, 'p' },
+        { "port-tries", required_argument, 0, 'n' },
         { "topic", required_argument, 0, 't' },
         { "help", no_argument, 0, 'h' },
         { 0, 0, 0, 0 },
     };
     const char *topics[MAX_TOPICS];
-    int ntopics = 0, port = 0, c;
-    while ((c = getopt_long(argc, argv, "p:t:h", lo, NULL)) != -1) {
+    int ntopics = 0, port = 0, tries = 10, c;
+    while ((c = getopt_long(argc, argv, "p:n:t:h", lo, NULL)) != -1) {
         switch (c) {
         case 'p':
             port = atoi(optarg);
@@ -62,6 +65,11 @@ int main(int argc, char **argv)
                 fprintf(stderr, "shbench-mock: bad port \"%s\"\n", optarg);
                 return 2;
             }
+            break;
+        case 'n':
+            tries = atoi(optarg);
+            if (tries < 1)
+                tries = 1;
             break;
         case 't':
             if (ntopics == MAX_TOPICS || !strchr(optarg, ':')) {
@@ -92,6 +100,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "shbench-mock: %s\n", errstr);
         return 1;
     }
+    shb_mock_bind_tries = tries;
     atomic_store(&shb_mock_bind_port, port);
     rd_kafka_mock_cluster_t *mc = rd_kafka_mock_cluster_new(rk, 1);
     if (!mc) {
@@ -102,12 +111,11 @@ int main(int argc, char **argv)
     }
     const char *bs = rd_kafka_mock_cluster_bootstraps(mc);
     if (port) {
-        char want[32];
-        snprintf(want, sizeof(want), ":%d", port);
-        size_t wl = strlen(want), bl = strlen(bs);
-        if (bl < wl || strcmp(bs + bl - wl, want) != 0)
-            fprintf(stderr, "shbench-mock: warning: asked for port %d, listening on %s\n",
-                    port, bs);
+        const char *colon = strrchr(bs, ':');
+        int got = colon ? atoi(colon + 1) : 0;
+        if (got < port || got >= port + tries)
+            fprintf(stderr, "shbench-mock: warning: asked for ports %d..%d, listening on %s\n",
+                    port, port + tries - 1, bs);
     }
 
     for (int i = 0; i < ntopics; i++) {

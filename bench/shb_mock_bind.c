@@ -7,7 +7,10 @@
  * on the same address, so the mock launcher defines bind() itself: the
  * executable's definition comes first in symbol lookup, librdkafka's call
  * lands here, and the first loopback bind to port 0 is redirected to
- * shb_mock_bind_port. Every other bind passes through unchanged. The
+ * shb_mock_bind_port, or to one of the next shb_mock_bind_tries - 1 ports
+ * when it is taken (the range we may use lies inside the kernel's
+ * ephemeral range, so another program's outgoing connection can hold a
+ * port for a minute in TIME_WAIT). Every other bind passes through. The
  * launcher still prints the address librdkafka reports, so a newer library
  * that binds differently shows up as a port mismatch, not a silent failure.
  *
@@ -21,6 +24,7 @@
 #undef _GNU_SOURCE
 #define _DEFAULT_SOURCE 1
 
+#include <errno.h>
 #include <netinet/in.h>
 #include <stdatomic.h>
 #include <sys/socket.h>
@@ -29,6 +33,7 @@
 
 /* set by the launcher before the mock cluster is created; 0 = leave alone */
 atomic_int shb_mock_bind_port;
+int        shb_mock_bind_tries = 1;
 
 int bind(int fd, const struct sockaddr *addr, socklen_t len)
 {
@@ -38,11 +43,16 @@ int bind(int fd, const struct sockaddr *addr, socklen_t len)
             int port = atomic_exchange(&shb_mock_bind_port, 0);
             if (port > 0) {
                 struct sockaddr_in fixed = *in;
-                int on = 1;
-                fixed.sin_port = htons((uint16_t)port);
-                /* a previous run's connections may linger in TIME_WAIT */
+                int on = 1, rc = -1;
+                /* our own previous run's connections may linger in TIME_WAIT */
                 setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
-                return (int)syscall(SYS_bind, fd, &fixed, (socklen_t)sizeof(fixed));
+                for (int i = 0; i < shb_mock_bind_tries && port + i <= 65535; i++) {
+                    fixed.sin_port = htons((uint16_t)(port + i));
+                    rc = (int)syscall(SYS_bind, fd, &fixed, (socklen_t)sizeof(fixed));
+                    if (rc == 0 || errno != EADDRINUSE)
+                        break;
+                }
+                return rc;
             }
         }
     }

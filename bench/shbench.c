@@ -69,6 +69,8 @@ enum { API_PRODUCE = 0, API_FETCH = 1, API_METADATA = 3, API_CREATE_TOPICS = 19,
 typedef enum { MODE_PRODUCE, MODE_CONSUME, MODE_E2E } shb_mode_t;
 typedef enum { KEYS_NONE, KEYS_UNIFORM, KEYS_ZIPF } shb_keys_t;
 typedef enum { SPREAD_DEFAULT, SPREAD_RR } shb_spread_t;
+/* test-only faults, so the smoke run can prove the checks fire */
+typedef enum { INJECT_NONE, INJECT_SKIP, INJECT_DUP, INJECT_REORDER } shb_inject_t;
 
 typedef struct {
     const char  *bootstrap;
@@ -96,6 +98,8 @@ typedef struct {
     int          create;
     const char  *props[SHB_MAX_PROPS];
     int          nprops;
+    shb_inject_t inject;
+    uint64_t     inject_at;
 } shb_opts_t;
 
 static shb_opts_t opt = {
@@ -562,11 +566,27 @@ static void *producer_main(void *arg)
                 continue;
             }
         }
-        put64(buf + 16, seq);
         put64(buf + 24, (uint64_t)now);
         int32_t part = RD_KAFKA_PARTITION_UA;
         if (opt.spread == SPREAD_RR)
             part = rr;
+        /* the sequence number written into the record; differs from the
+         * loop counter only when a fault is injected (producer 0 only):
+         * skip leaves a hole at K, dup writes K twice, reorder swaps K and
+         * K+1 within partition 0 */
+        uint64_t vseq = seq;
+        if (p->idx == 0 && opt.inject != INJECT_NONE) {
+            uint64_t k = opt.inject_at;
+            if (opt.inject == INJECT_SKIP && seq >= k)
+                vseq = seq + 1;
+            else if (opt.inject == INJECT_DUP && seq > k)
+                vseq = seq - 1;
+            else if (opt.inject == INJECT_REORDER && (seq == k || seq == k + 1)) {
+                vseq = seq == k ? k + 1 : k;
+                part = 0;
+            }
+        }
+        put64(buf + 16, vseq);
         size_t klen = 0;
         if (opt.keys != KEYS_NONE)
             klen = (size_t)snprintf(key, sizeof(key), "k%08" PRIu32, key_pick(&rng));
@@ -965,6 +985,9 @@ static void usage(FILE *f)
 "      --no-create            do not create the topic (produce/e2e)\n"
 "      --label TEXT           name of the run in the output\n"
 "  -X, --set KEY=VALUE        extra librdkafka property, repeatable\n"
+"      --inject FAULT:K       test the checks: producer 0 skips sequence K\n"
+"                             (skip), writes it twice (dup) or swaps K and K+1\n"
+"                             in partition 0 (reorder); the run must fail\n"
 "  -h, --help\n"
 "\n"
 "Output: a human summary on stderr and one line on stdout:\n"
@@ -985,7 +1008,8 @@ static double parse_num(const char *s, const char *what, double lo, double hi)
 
 static void parse_args(int argc, char **argv)
 {
-    enum { O_SPREAD = 256, O_BATCH, O_PID, O_TIMEOUT, O_NOCREATE, O_LABEL, O_FETCHWAIT };
+    enum { O_SPREAD = 256, O_BATCH, O_PID, O_TIMEOUT, O_NOCREATE, O_LABEL, O_FETCHWAIT,
+           O_INJECT };
     static const struct option lo[] = {
         { "bootstrap", required_argument, 0, 'b' },
         { "topic", required_argument, 0, 't' },
@@ -1008,6 +1032,7 @@ static void parse_args(int argc, char **argv)
         { "fetch-wait-ms", required_argument, 0, O_FETCHWAIT },
         { "no-create", no_argument, 0, O_NOCREATE },
         { "label", required_argument, 0, O_LABEL },
+        { "inject", required_argument, 0, O_INJECT },
         { "set", required_argument, 0, 'X' },
         { "help", no_argument, 0, 'h' },
         { 0, 0, 0, 0 },
@@ -1065,6 +1090,16 @@ static void parse_args(int argc, char **argv)
         case O_FETCHWAIT: opt.fetch_wait_ms = (int)parse_num(optarg, "--fetch-wait-ms", 0, 300000); break;
         case O_NOCREATE: opt.create = 0; break;
         case O_LABEL: opt.label = optarg; break;
+        case O_INJECT: {
+            const char *colon = strchr(optarg, ':');
+            size_t n = colon ? (size_t)(colon - optarg) : 0;
+            if (n == 4 && !strncmp(optarg, "skip", 4)) opt.inject = INJECT_SKIP;
+            else if (n == 3 && !strncmp(optarg, "dup", 3)) opt.inject = INJECT_DUP;
+            else if (n == 7 && !strncmp(optarg, "reorder", 7)) opt.inject = INJECT_REORDER;
+            else die(EXIT_SETUP, "bad --inject \"%s\" (skip:K, dup:K or reorder:K)", optarg);
+            opt.inject_at = (uint64_t)parse_num(colon + 1, "--inject position", 0, 1e12);
+            break;
+        }
         case 'X':
             if (opt.nprops == SHB_MAX_PROPS)
                 die(EXIT_SETUP, "too many --set options");
@@ -1233,7 +1268,8 @@ int main(int argc, char **argv)
         if (failed)
             sappend(&why, "%" PRIu64 " records failed (first error: %s); ", failed,
                     rd_kafka_err2str(first_err));
-        uint64_t missing = sent > acked + failed ? sent - acked - failed : 0;
+        uint64_t reported = acked + failed + dup_acks;
+        uint64_t missing = sent > reported ? sent - reported : 0;
         if (missing || unacked)
             sappend(&why, "%" PRIu64 " of %" PRIu64 " records never acknowledged; ",
                     missing > unacked ? missing : unacked, sent);
@@ -1277,7 +1313,7 @@ int main(int argc, char **argv)
                     cons.partitions - cons.eof_count);
         for (int i = 0; i < cons.nslots; i++)
             if (cons.slots[i].unique != cons.slots[i].max_seq + 1)
-                sappend(&why, "producer %08x/%u: %" PRIu64 " sequence numbers missing below "
+                sappend(&why, "producer %08x/%u: %" PRIu64 " sequence number(s) missing below "
                               "%" PRIu64 "; ",
                         cons.slots[i].nonce, cons.slots[i].instance,
                         cons.slots[i].max_seq + 1 - cons.slots[i].unique, cons.slots[i].max_seq);
