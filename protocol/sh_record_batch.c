@@ -117,7 +117,8 @@ sh_err_t sh_record_batch_iter_init(sh_record_batch_iter_t *it, sh_slice_t batch,
         return sh_rb_iter_fail(it, SH_KERR_UNSUPPORTED_COMPRESSION_TYPE,
                                "compression codec is unknown");
     sh_slice_t recs = it->batch.records;
-    if (codec != SH_CODEC_NONE) {
+    /* an empty batch has no stream to decode, whatever its codec bits say */
+    if (codec != SH_CODEC_NONE && !(recs.len == 0 && it->batch.record_count == 0)) {
         if (!scratch)
             return sh_rb_iter_fail(it, SH_E_INVAL, "compressed batch needs a scratch buffer");
         if (max_uncompressed == 0)

@@ -1025,6 +1025,17 @@ static void test_build_iterate_all_codecs(void **state)
     sh_record_batch_policy_init(&pol);
     pol.from_client = false;
     assert_int_equal(validate_buf(out.data, out.len, &pol, &info), 0);
+    /* an empty batch carrying codec bits has no stream to decode */
+    out.data[SH_RB_OFF_ATTRIBUTES + 1] |= SH_CODEC_GZIP;
+    refresh_crc(out.data, out.len);
+    sh_outbuf_t scratch;
+    sh_outbuf_init_heap(&scratch);
+    pol.walk_compressed = true;
+    pol.scratch = &scratch;
+    assert_int_equal(validate_buf(out.data, out.len, &pol, &info), 0);
+    assert_true(info.records_walked);
+    assert_int_equal(info.record_count, 0);
+    sh_outbuf_fini(&scratch);
     /* bad specs */
     sh_record_header_t nullkey = {SH_SLICE_NULL, sh_slice_str("v")};
     sh_record_spec_t bad = {.timestamp = 0, .headers = &nullkey, .header_count = 1};
