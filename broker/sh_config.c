@@ -362,15 +362,17 @@ static sh_err_t parse_value(const sh_config_key_t *k, const char *value,
 sh_err_t sh_config_init(sh_config_t *c)
 {
     char why[256];
+    sh_err_t err = SH_E_NOMEM;
     memset(c, 0, sizeof(*c));
     for (int i = 0; i < SH_CONFIG_NKEYS; i++) {
         const sh_config_key_t *k = &sh_config_keys[i];
-        sh_err_t err;
         if (k->type == SH_CONFIG_STR && k->def[0] == '\0') {
             /* derived later; no checker applies to "unset" */
             char *s = strdup("");
-            if (!s)
+            if (!s) {
+                err = SH_E_NOMEM;
                 goto fail;
+            }
             *(char **)field_ptr(c, i) = s;
             continue;
         }
@@ -387,7 +389,7 @@ sh_err_t sh_config_init(sh_config_t *c)
     return SH_OK;
 fail:
     sh_config_fini(c);
-    return SH_E_NOMEM;
+    return err == SH_E_NOMEM ? SH_E_NOMEM : SH_E_INVAL;
 }
 
 void sh_config_fini(sh_config_t *c)
@@ -908,12 +910,32 @@ void sh_config_value_str(const sh_config_t *c, int key, char *buf, size_t n)
     }
 }
 
+/* Hide the password of "scheme://user:password@host..." in v, in place. */
+static void mask_url_password(char *v)
+{
+    char *scheme = strstr(v, "://");
+    if (!scheme)
+        return;
+    char *user = scheme + 3;
+    char *at = strchr(user, '@');
+    char *slash = strchr(user, '/');
+    if (!at || (slash && slash < at))
+        return;
+    char *colon = memchr(user, ':', (size_t)(at - user));
+    if (!colon || colon + 1 == at)
+        return;
+    memmove(colon + 5, at, strlen(at) + 1);
+    memcpy(colon + 1, "****", 4);
+}
+
 void sh_config_log(const sh_config_t *c)
 {
     static const char *const src_name[] = {"default", "file", "override"};
     char v[1024];
     for (int i = 0; i < SH_CONFIG_NKEYS; i++) {
         sh_config_value_str(c, i, v, sizeof(v));
+        if (sh_config_keys[i].type == SH_CONFIG_STR && strlen(v) + 8 < sizeof(v))
+            mask_url_password(v);
         sh_log(SH_LOG_INFO, "config", "%s = %s (%s)", sh_config_keys[i].name,
                v[0] ? v : "<derived>", src_name[c->source[i]]);
     }

@@ -389,6 +389,21 @@ static void test_table_and_log(void **state)
     }
     assert_non_null(strstr(log, "num.partitions = 7 (override)"));
     sh_config_fini(&c);
+
+    /* passwords in URLs never reach the log */
+    assert_int_equal(sh_config_init(&c), SH_OK);
+    assert_int_equal(sh_config_set_override(&c,
+                                            "streamhouse.metadata.url=postgresql://"
+                                            "sh:s3cret@db.example.com/sh",
+                                            err, sizeof(err)),
+                     SH_OK);
+    assert_int_equal(sh_config_finalize(&c, err, sizeof(err)), SH_OK);
+    log_capture_start();
+    sh_config_log(&c);
+    log = log_capture_end();
+    assert_null(strstr(log, "s3cret"));
+    assert_non_null(strstr(log, "postgresql://sh:****@db.example.com/sh"));
+    sh_config_fini(&c);
 }
 
 int main(void)
