@@ -156,10 +156,8 @@ static void quiet_end(void)
 
 /* ----------------------------------------------------------- client */
 
-static int cl_connect(int port)
+static void cl_connect_fd(int fd, int port)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(fd >= 0);
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
@@ -167,6 +165,13 @@ static int cl_connect(int port)
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+static int cl_connect(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    cl_connect_fd(fd, port);
     return fd;
 }
 
@@ -1219,13 +1224,17 @@ static void test_accept_survives_fd_exhaustion(void **state)
     tb_start(&t, NULL);
     struct rlimit old, low;
     assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
-    low = old;
-    /* room for our N client sockets and at most 3 accepted ones */
-    low.rlim_cur = (rlim_t)(count_open_fds() + N + 3);
-    assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+    /* our sockets first, so the broker cannot take their descriptors */
     int fds[N];
     for (int i = 0; i < N; i++) {
-        fds[i] = cl_connect(t.port);
+        fds[i] = socket(AF_INET, SOCK_STREAM, 0);
+        assert_true(fds[i] >= 0);
+    }
+    low = old;
+    low.rlim_cur = (rlim_t)(count_open_fds() + 3); /* the broker gets 3 */
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+    for (int i = 0; i < N; i++) {
+        cl_connect_fd(fds[i], t.port);
         send_request(fds[i], 18, 0, 100 + i, NULL);
     }
     usleep(50 * 1000); /* the broker runs out meanwhile */
