@@ -67,6 +67,13 @@ struct sh_wal_memio {
 
 /* ---- helpers (mi->mu held) ---- */
 
+/* memcpy that accepts NULL when n is 0 */
+static void cp(void *d, const void *s, size_t n)
+{
+    if (n)
+        memcpy(d, s, n);
+}
+
 static char *xstrdup(const char *s)
 {
     return s ? strdup(s) : NULL;
@@ -191,7 +198,8 @@ static void take_snapshot(sh_wal_memio_t *mi, uint32_t seed)
         }
         s->len = len;
         memset(s->data, 0, len);
-        memcpy(s->data, f->ddata, len < f->dlen ? len : f->dlen);
+        if (f->ddata && f->dlen)
+            memcpy(s->data, f->ddata, len < f->dlen ? len : f->dlen);
         if (seed) {
             for (size_t off = 0; off < len; off += SECTOR) {
                 size_t n = len - off < SECTOR ? len - off : SECTOR;
@@ -253,12 +261,14 @@ static int new_fd(sh_wal_memio_t *mi)
 
 #define LOCK() pthread_mutex_lock(&mi->mu)
 #define UNLOCK() pthread_mutex_unlock(&mi->mu)
+/* evaluate v under the lock, then unlock keeping errno */
 #define RET(v)                                                                                 \
     do {                                                                                       \
+        __typeof__(v) r_ = (v);                                                                \
         int e_ = errno;                                                                        \
         UNLOCK();                                                                              \
         errno = e_;                                                                            \
-        return (v);                                                                            \
+        return r_;                                                                             \
     } while (0)
 
 static int m_open(void *ctx, const char *path, int flags, int mode)
@@ -351,7 +361,7 @@ static ssize_t m_pread(void *ctx, int fd, void *buf, size_t len, off_t off)
     if ((size_t)off >= f->len)
         RET(0);
     size_t n = f->len - (size_t)off < len ? f->len - (size_t)off : len;
-    memcpy(buf, f->data + off, n);
+    cp(buf, f->data + off, n);
     RET((ssize_t)n);
 }
 
@@ -380,7 +390,7 @@ static ssize_t m_pwritev(void *ctx, int fd, const struct iovec *iov, int iovcnt,
     size_t done = 0;
     for (int i = 0; i < iovcnt && done < total; i++) {
         size_t n = iov[i].iov_len < total - done ? iov[i].iov_len : total - done;
-        memcpy(f->data + off + done, iov[i].iov_base, n);
+        cp(f->data + off + done, iov[i].iov_base, n);
         done += n;
     }
     if ((size_t)off + total > f->len)
@@ -395,7 +405,7 @@ static int flush_file(mfile_t *f)
         errno = ENOMEM;
         return -1;
     }
-    memcpy(nd, f->data, f->len);
+    cp(nd, f->data, f->len);
     f->ddata = nd;
     f->dlen = f->len;
     return 0;
@@ -775,8 +785,8 @@ sh_wal_memio_t *sh_wal_memio_crashed(sh_wal_memio_t *mi)
         f->ddata = malloc(s->len ? s->len : 1);
         if (!f->path || !f->dpath || !f->data || !f->ddata)
             goto fail;
-        memcpy(f->data, s->data, s->len);
-        memcpy(f->ddata, s->data, s->len);
+        cp(f->data, s->data, s->len);
+        cp(f->ddata, s->data, s->len);
         f->len = f->cap = f->dlen = s->len;
     }
 out:
@@ -811,7 +821,7 @@ sh_err_t sh_wal_memio_put(sh_wal_memio_t *mi, const char *path, const void *data
     f->len = 0;
     if (!grow(f, len ? len : 1))
         goto out;
-    memcpy(f->data, data, len);
+    cp(f->data, data, len);
     f->len = len;
     if (flush_file(f) != 0)
         goto out;
@@ -834,7 +844,7 @@ sh_err_t sh_wal_memio_get(sh_wal_memio_t *mi, const char *path, uint8_t **data, 
         UNLOCK();
         return SH_E_NOMEM;
     }
-    memcpy(*data, f->data, f->len);
+    cp(*data, f->data, f->len);
     *len = f->len;
     UNLOCK();
     return SH_OK;

@@ -343,7 +343,8 @@ sh_err_t sh_wal_scan_startup(sh_wal_mgr_t *m)
         if ((rc = open_candidate(&l, id, path)) != SH_OK)
             goto out;
     }
-    qsort(l.c, l.n, sizeof(*l.c), cand_cmp);
+    if (l.n)
+        qsort(l.c, l.n, sizeof(*l.c), cand_cmp);
     if (!(sealed = calloc(l.n ? l.n : 1, sizeof(*sealed)))) {
         rc = SH_E_NOMEM;
         goto out;
