@@ -24,13 +24,106 @@
 #include "broker/sh_conn.h"
 #include "broker/sh_dispatch.h"
 #include "broker/sh_meta_properties.h"
+#include "common/sh_clock.h"
 #include "common/sh_log.h"
+#include "meta/sh_meta.h"
 
 #define LISTEN_BACKLOG 1024
 #define ACCEPTS_PER_EVENT 64
 #define ACCEPT_RETRY_MS 100
 
 static void broker_service(sh_loop_t *loop, void *arg);
+
+/* ------------------------------------------------------ metadata store */
+
+static void broker_on_meta(sh_loop_io_t *io, uint32_t events)
+{
+    sh_broker_t *b = io->arg;
+    (void)events;
+    sh_meta_drain(b->meta);
+}
+
+/* Open the metadata store, take the cluster id from it (meta.properties
+ * caches it and must agree), then load the topic registry. Startup
+ * thread, before the loop runs: the direct (blocking) calls are fine. */
+static sh_err_t broker_meta_start(sh_broker_t *b)
+{
+    const sh_config_t *cfg = b->cfg;
+    char id[SH_META_CLUSTER_ID_LEN + 1];
+    sh_err_t err = sh_meta_properties_mkdirs(cfg->data_dir);
+    if (err) {
+        sh_log(SH_LOG_ERROR, "broker", "could not create data directory \"%s\"",
+               cfg->data_dir);
+        return err;
+    }
+    err = sh_meta_open(cfg->metadata_url, &b->meta);
+    if (err) {
+        sh_log(SH_LOG_ERROR, "broker", "could not open the metadata store (error %d)", err);
+        return err;
+    }
+    sh_loop_io_init(&b->meta_io, sh_meta_fd(b->meta), broker_on_meta, b);
+    if ((err = sh_loop_io_add(b->loop, &b->meta_io, SH_LOOP_READ)) != SH_OK)
+        return err;
+    if ((err = sh_meta_cluster_id_get(b->meta, id)) != SH_OK) {
+        sh_log(SH_LOG_ERROR, "broker", "could not read the cluster id from the metadata "
+                                       "store (error %d)", err);
+        return err;
+    }
+    if ((err = sh_meta_properties_check(cfg->data_dir, cfg->node_id, id)) != SH_OK)
+        return err;
+    memcpy(b->cluster_id, id, sizeof(b->cluster_id));
+
+    b->registry = sh_registry_new(b->meta, cfg, b->node_id);
+    if (!b->registry)
+        return SH_E_NOMEM;
+    /* The data path sets its registry hooks here, before the load opens
+     * the partitions. */
+    if ((err = sh_registry_load(b->registry)) != SH_OK)
+        return err;
+    sh_broker_set_topics(b, &sh_registry_topics_ops, b->registry);
+    return SH_OK;
+}
+
+/* After the listeners are bound, so advertised ports are known. */
+static sh_err_t broker_meta_register(sh_broker_t *b)
+{
+    sh_meta_endpoint_t eps[SH_CONFIG_MAX_LISTENERS];
+    sh_meta_broker_t reg = {.broker_id = b->node_id, .rack = NULL};
+    if (!b->meta)
+        return SH_OK;
+    for (int i = 0; i < b->nlisteners; i++) {
+        eps[i].listener = b->cfg->listener[i].name;
+        eps[i].host = b->advertised[i].host;
+        eps[i].port = b->advertised[i].port;
+        eps[i].security_protocol = 0; /* PLAINTEXT, the only one served */
+    }
+    reg.endpoints = eps;
+    reg.nendpoints = (size_t)b->nlisteners;
+    sh_err_t err = sh_meta_broker_register(b->meta, &reg, sh_clock_wall_ms(), &b->broker_epoch);
+    if (err)
+        sh_log(SH_LOG_ERROR, "broker", "could not register broker %d in the metadata store "
+                                       "(error %d)", b->node_id, err);
+    else
+        sh_log(SH_LOG_INFO, "broker", "registered as broker %d (epoch %lld)", b->node_id,
+               (long long)b->broker_epoch);
+    return err;
+}
+
+/* Close the store first: it runs the done callbacks of queued ops, which
+ * update the registry and finish (orphaned) requests; then the registry
+ * closes every partition. */
+static void broker_meta_stop(sh_broker_t *b)
+{
+    if (b->meta) {
+        if (b->loop)
+            sh_loop_io_del(b->loop, &b->meta_io);
+        sh_meta_close(b->meta);
+        b->meta = NULL;
+    }
+    sh_broker_set_topics(b, NULL, NULL);
+    sh_registry_free(b->registry);
+    b->registry = NULL;
+}
 
 sh_broker_t *sh_broker_new(const sh_config_t *cfg)
 {
@@ -57,7 +150,7 @@ sh_broker_t *sh_broker_new(const sh_config_t *cfg)
     b->loop = sh_loop_new();
     if (!b->loop)
         goto fail;
-    if (sh_meta_properties_load(cfg->data_dir, cfg->node_id, b->cluster_id) != SH_OK)
+    if (broker_meta_start(b) != SH_OK)
         goto fail;
     sh_loop_before_sleep_add(b->loop, &b->service_hook, broker_service, b);
     return b;
@@ -192,7 +285,7 @@ sh_err_t sh_broker_listen(sh_broker_t *b)
                cfg->listener[i].host[0] ? cfg->listener[i].host : "*", port,
                cfg->listener[i].name, b->advertised[i].host, b->advertised[i].port);
     }
-    return SH_OK;
+    return broker_meta_register(b);
 }
 
 int sh_broker_port(const sh_broker_t *b, int i)
@@ -387,8 +480,10 @@ void sh_broker_free(sh_broker_t *b)
 {
     if (!b)
         return;
-    if (b->loop) {
+    if (b->loop)
         broker_close_all(b);
+    broker_meta_stop(b);
+    if (b->loop) {
         if (b->requests_live)
             sh_log(SH_LOG_WARN, "broker",
                    "%llu requests still held by handlers at shutdown",

@@ -16,6 +16,7 @@
 
 #include "broker/sh_config.h"
 #include "broker/sh_loop.h"
+#include "broker/sh_registry.h"
 #include "broker/sh_topics.h"
 #include "broker/sh_types.h"
 
@@ -49,6 +50,10 @@ struct sh_broker {
     sh_loop_hook_t service_hook;
 
     sh_topics_t topics;
+    sh_meta_t *meta;           /* metadata store (streamhouse.metadata.url) */
+    sh_loop_io_t meta_io;      /* its completion eventfd */
+    int64_t broker_epoch;      /* from sh_meta_broker_register */
+    sh_registry_t *registry;   /* topics and partitions; b->topics reads it */
     const sh_api_entry_t *dispatch;   /* served APIs, in api_key order */
     size_t dispatch_count;
 
@@ -66,11 +71,13 @@ struct sh_broker {
     uint64_t requests_live;    /* allocated, not yet freed (incl. orphans) */
 };
 
-/* Create a broker: event loop, data directory and cluster id
- * (meta.properties). Nothing listens yet. NULL on failure (logged). */
+/* Create a broker: event loop, data directory, metadata store (cluster id,
+ * cached in meta.properties) and the topic registry loaded from it.
+ * Nothing listens yet. NULL on failure (logged). */
 sh_broker_t *sh_broker_new(const sh_config_t *cfg);
 
-/* Bind and listen on every listener; log "listening on". */
+/* Bind and listen on every listener; log "listening on"; then register
+ * this broker and its advertised endpoints in the metadata store. */
 sh_err_t sh_broker_listen(sh_broker_t *b);
 
 /* Also watch SIGTERM/SIGINT (SIGHUP is logged and ignored). */

@@ -226,3 +226,36 @@ sh_err_t sh_meta_properties_load(const char *dir, int32_t node_id, char cluster_
                path);
     return err;
 }
+
+sh_err_t sh_meta_properties_check(const char *dir, int32_t node_id, const char *cluster_id)
+{
+    char path[4096], file_id[23];
+    sh_err_t err = sh_meta_properties_mkdirs(dir);
+    if (err)
+        return err;
+    if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, SH_META_PROPERTIES_FILE) >=
+        sizeof(path)) {
+        sh_log(SH_LOG_ERROR, "broker", "data directory path is too long");
+        return SH_E_INVAL;
+    }
+    err = read_props(path, node_id, file_id);
+    if (err == SH_E_NOTFOUND) {
+        err = write_props(dir, path, node_id, cluster_id);
+        if (err == SH_OK)
+            sh_log(SH_LOG_INFO, "broker", "cluster id %s written to \"%s\"", cluster_id, path);
+        return err;
+    }
+    if (err)
+        return err;
+    if (strcmp(file_id, cluster_id) != 0) {
+        /* Like Kafka's INCONSISTENT_CLUSTER_ID: the directory was formatted
+         * for another cluster, or the metadata store is not the one this
+         * directory was used with. Starting anyway would mix two clusters. */
+        sh_log(SH_LOG_ERROR, "broker",
+               "cluster id mismatch: \"%s\" says %s but the metadata store says %s; "
+               "point streamhouse.metadata.url at this directory's store, or use an "
+               "empty log.dirs for this cluster", path, file_id, cluster_id);
+        return SH_E_INVAL;
+    }
+    return SH_OK;
+}

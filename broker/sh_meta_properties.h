@@ -27,6 +27,13 @@
 sh_err_t sh_meta_properties_load(const char *dir, int32_t node_id,
                                  char cluster_id[23]);
 
+/* The metadata store owns the cluster id; the file caches it, as Kafka's
+ * meta.properties does. Create dir if needed; write the file with
+ * cluster_id if it is missing; refuse (SH_E_INVAL, logged with both ids)
+ * a file that names another cluster or another node. */
+sh_err_t sh_meta_properties_check(const char *dir, int32_t node_id,
+                                  const char *cluster_id);
+
 /* A new random cluster id (22 chars + NUL). */
 sh_err_t sh_meta_properties_new_cluster_id(char out[23]);
 

@@ -118,15 +118,26 @@ static void tb_join(tb_t *t)
     pthread_join(t->th, NULL);
 }
 
+/* A test broker's data directory: meta.properties and the embedded
+ * metadata store (SQLite file and its WAL/shared-memory side files). */
+static void tb_rmdir(const char *dir)
+{
+    static const char *const files[] = {"meta.properties", "meta.db", "meta.db-wal",
+                                        "meta.db-shm", "meta.db-journal"};
+    char path[128];
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        snprintf(path, sizeof(path), "%s/%s", dir, files[i]);
+        unlink(path);
+    }
+    rmdir(dir);
+}
+
 static void tb_free(tb_t *t)
 {
-    char path[128];
     assert_int_equal(t->b->nconns, 0);
     sh_broker_free(t->b);
     sh_config_fini(&t->cfg);
-    snprintf(path, sizeof(path), "%s/meta.properties", t->dir);
-    unlink(path);
-    rmdir(t->dir);
+    tb_rmdir(t->dir);
 }
 
 static void tb_stop(tb_t *t)
@@ -601,10 +612,7 @@ static void test_metadata(void **state)
     quiet_end();
     assert_null(b2);
     sh_config_fini(&cfg);
-    char path[128];
-    snprintf(path, sizeof(path), "%s/meta.properties", dir);
-    unlink(path);
-    rmdir(dir);
+    tb_rmdir(dir);
 }
 
 /* ------------------------------------------------------- pipelining */
