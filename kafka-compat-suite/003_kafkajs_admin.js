@@ -55,7 +55,8 @@ async function kafkajsPart() {
 async function platformaticPart(clusterId) {
   // @platformatic/kafka 2.x declares Node.js >= 22 but, as far as this
   // scenario exercises it, needs only Promise.withResolvers from there;
-  // supplying that lets it run on the Node.js 20 that the machines have.
+  // supplying that lets it run on the machines' Node.js 20 and on Debian
+  // 12's own 18 (both checked).
   if (typeof Promise.withResolvers !== 'function') {
     Promise.withResolvers = function withResolvers() {
       let resolve, reject;
