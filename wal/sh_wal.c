@@ -529,10 +529,14 @@ int sh_wal_mgr_drain(sh_wal_mgr_t *m)
 
 void sh_wal_mgr_keys(sh_wal_mgr_t *m, int (*fn)(void *arg, const char *key), void *arg)
 {
-    for (uint32_t i = 0; i < m->table_size; i++)
-        for (sh_wal_t *w = m->table[i]; w; w = w->hnext)
+    for (uint32_t i = 0; i < m->table_size; i++) {
+        sh_wal_t *w = m->table[i], *next;
+        for (; w; w = next) {
+            next = w->hnext; /* fn may open, release, delete or close this key */
             if (!w->open && (w->pin_len || w->loc_len) && fn(arg, w->key) != 0)
                 return;
+        }
+    }
 }
 
 const char *sh_wal_mgr_oldest_key(sh_wal_mgr_t *m)

@@ -115,7 +115,8 @@ int sh_wal_mgr_drain(sh_wal_mgr_t *m);
 
 /* Call fn(arg, key) for every partition that has unreleased frames and is
  * not open: at startup, the partitions the broker must open (and replay)
- * or delete. A nonzero return from fn stops the walk. */
+ * or delete. fn may open (without creating other keys), release, close or
+ * delete the key it is given. A nonzero return from fn stops the walk. */
 void sh_wal_mgr_keys(sh_wal_mgr_t *m, int (*fn)(void *arg, const char *key), void *arg);
 
 /* The key of a partition holding the oldest unrecycled segment, or NULL:
