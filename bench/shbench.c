@@ -71,6 +71,7 @@ typedef enum { KEYS_NONE, KEYS_UNIFORM, KEYS_ZIPF } shb_keys_t;
 typedef enum { SPREAD_DEFAULT, SPREAD_RR } shb_spread_t;
 /* test-only faults, so the smoke run can prove the checks fire */
 typedef enum { INJECT_NONE, INJECT_SKIP, INJECT_DUP, INJECT_REORDER } shb_inject_t;
+typedef enum { PAYLOAD_TEXT, PAYLOAD_RANDOM, PAYLOAD_REPEAT } shb_payload_t;
 
 typedef struct {
     const char  *bootstrap;
@@ -100,6 +101,7 @@ typedef struct {
     int          nprops;
     shb_inject_t inject;
     uint64_t     inject_at;
+    shb_payload_t payload;
 } shb_opts_t;
 
 static shb_opts_t opt = {
@@ -123,6 +125,8 @@ static shb_opts_t opt = {
 static atomic_int g_stop;          /* SIGINT/SIGTERM or a fatal error */
 static uint32_t   g_nonce;         /* identifies this run's records */
 static double    *g_zipf_cdf;      /* read-only after setup */
+static uint8_t   *g_pool;          /* payload bodies, read-only after setup */
+#define SHB_POOL_LEN (4u << 20)
 
 /* ------------------------------------------------------------------ helpers */
 
@@ -215,6 +219,50 @@ static void zipf_init(uint32_t k)
     }
     for (uint32_t i = 0; i < k; i++)
         g_zipf_cdf[i] /= sum;
+}
+
+/*
+ * Record bodies are slices of a 4 MiB pool at random offsets, so that
+ * compression sees data like a real topic's instead of one record repeated
+ * (kafka-producer-perf-test reuses a single payload, which lz4 shrinks to
+ * almost nothing and inflates compressed throughput). "text" is JSON-like
+ * event lines from small vocabularies (lz4 shrinks it about 3x), "random"
+ * is incompressible, "repeat" is the same body every time.
+ */
+static void pool_init(void)
+{
+    g_pool = malloc(SHB_POOL_LEN + 64);
+    if (!g_pool)
+        die(EXIT_SETUP, "out of memory for the payload pool");
+    uint64_t rng = 0x9E3779B97F4A7C15ull ^ g_nonce;
+    if (opt.payload == PAYLOAD_RANDOM) {
+        for (size_t i = 0; i < SHB_POOL_LEN; i += 8) {
+            uint64_t v = rng_next(&rng);
+            memcpy(g_pool + i, &v, 8);
+        }
+        return;
+    }
+    static const char *events[] = { "click", "view", "purchase", "login", "logout", "search",
+                                    "add_to_cart", "share" };
+    static const char *pages[] = { "/home", "/cart", "/checkout", "/product/detail",
+                                   "/search/results", "/account/settings", "/help" };
+    static const char *agents[] = { "Mozilla/5.0 (X11; Linux x86_64)", "okhttp/4.12.0",
+                                    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4)",
+                                    "python-requests/2.31" };
+    size_t off = 0;
+    while (off < SHB_POOL_LEN) {
+        char line[512];
+        uint64_t a = rng_next(&rng), b = rng_next(&rng);
+        int n = snprintf(line, sizeof(line),
+                         "{\"user\":\"u%06u\",\"session\":\"%016" PRIx64 "\",\"event\":\"%s\","
+                         "\"page\":\"%s\",\"ms\":%u,\"price\":%u.%02u,\"agent\":\"%s\"}\n",
+                         (unsigned)(a % 50000), b, events[(a >> 20) % 8], pages[(a >> 28) % 7],
+                         (unsigned)((a >> 36) % 5000), (unsigned)((b >> 8) % 500),
+                         (unsigned)(b % 100), agents[(a >> 44) % 4]);
+        size_t len = (size_t)n < SHB_POOL_LEN - off ? (size_t)n : SHB_POOL_LEN - off;
+        memcpy(g_pool + off, line, len);
+        off += len;
+    }
 }
 
 /* growable bitmap of sequence numbers seen */
@@ -534,8 +582,10 @@ static void *producer_main(void *arg)
     uint8_t *buf = malloc((size_t)opt.record_size);
     if (!buf)
         die(EXIT_SETUP, "out of memory");
-    for (int i = SHB_HDR_LEN; i < opt.record_size; i++)
-        buf[i] = (uint8_t)(i * 31 + 7);
+    size_t body = (size_t)opt.record_size - SHB_HDR_LEN;
+    size_t span = body < SHB_POOL_LEN ? SHB_POOL_LEN - body : 0;
+    for (size_t i = 0; i < body; i++)
+        buf[SHB_HDR_LEN + i] = g_pool[i % SHB_POOL_LEN];
     put32(buf, SHB_MAGIC);
     put32(buf + 4, g_nonce);
     put32(buf + 8, (uint32_t)p->idx);
@@ -587,6 +637,8 @@ static void *producer_main(void *arg)
             }
         }
         put64(buf + 16, vseq);
+        if (opt.payload != PAYLOAD_REPEAT && span)
+            memcpy(buf + SHB_HDR_LEN, g_pool + rng_next(&rng) % span, body);
         size_t klen = 0;
         if (opt.keys != KEYS_NONE)
             klen = (size_t)snprintf(key, sizeof(key), "k%08" PRIu32, key_pick(&rng));
@@ -964,6 +1016,9 @@ static void usage(FILE *f)
 "                             consume mode reads every partition the topic has\n"
 "  -s, --record-size BYTES    value size, >= 32 (default 100)\n"
 "  -k, --keys DIST            none | uniform:K | zipf:K  (default none: null keys)\n"
+"      --payload KIND         text | random | repeat (default text: JSON-like\n"
+"                             event lines, ~3x for lz4; random: incompressible;\n"
+"                             repeat: one body for every record)\n"
 "      --spread HOW           default | rr | rr:K  (default: librdkafka's\n"
 "                             partitioner, murmur2 for keys, sticky for null\n"
 "                             keys; rr:K: K records to each partition in turn,\n"
@@ -1009,7 +1064,7 @@ static double parse_num(const char *s, const char *what, double lo, double hi)
 static void parse_args(int argc, char **argv)
 {
     enum { O_SPREAD = 256, O_BATCH, O_PID, O_TIMEOUT, O_NOCREATE, O_LABEL, O_FETCHWAIT,
-           O_INJECT };
+           O_INJECT, O_PAYLOAD };
     static const struct option lo[] = {
         { "bootstrap", required_argument, 0, 'b' },
         { "topic", required_argument, 0, 't' },
@@ -1033,6 +1088,7 @@ static void parse_args(int argc, char **argv)
         { "no-create", no_argument, 0, O_NOCREATE },
         { "label", required_argument, 0, O_LABEL },
         { "inject", required_argument, 0, O_INJECT },
+        { "payload", required_argument, 0, O_PAYLOAD },
         { "set", required_argument, 0, 'X' },
         { "help", no_argument, 0, 'h' },
         { 0, 0, 0, 0 },
@@ -1090,6 +1146,12 @@ static void parse_args(int argc, char **argv)
         case O_FETCHWAIT: opt.fetch_wait_ms = (int)parse_num(optarg, "--fetch-wait-ms", 0, 300000); break;
         case O_NOCREATE: opt.create = 0; break;
         case O_LABEL: opt.label = optarg; break;
+        case O_PAYLOAD:
+            if (!strcmp(optarg, "text")) opt.payload = PAYLOAD_TEXT;
+            else if (!strcmp(optarg, "random")) opt.payload = PAYLOAD_RANDOM;
+            else if (!strcmp(optarg, "repeat")) opt.payload = PAYLOAD_REPEAT;
+            else die(EXIT_SETUP, "bad --payload \"%s\"", optarg);
+            break;
         case O_INJECT: {
             const char *colon = strchr(optarg, ':');
             size_t n = colon ? (size_t)(colon - optarg) : 0;
@@ -1137,6 +1199,8 @@ int main(int argc, char **argv)
     }
     if (opt.keys == KEYS_ZIPF)
         zipf_init(opt.key_count);
+    if (opt.mode != MODE_CONSUME)
+        pool_init();
 
     /* 1. can this broker serve the workload at all? */
     int16_t apis[API_NKEYS];
@@ -1346,6 +1410,18 @@ int main(int argc, char **argv)
                  "\"producers\":%d,\"rate\":%.0f",
             ti.how, partitions, opt.record_size, opt.acks, opt.compression, opt.linger_ms,
             opt.batch_size, opt.idempotence ? "true" : "false", np, opt.rate);
+    if (opt.keys == KEYS_NONE)
+        sappend(&js, ",\"keys\":\"none\"");
+    else
+        sappend(&js, ",\"keys\":\"%s:%u\"", opt.keys == KEYS_UNIFORM ? "uniform" : "zipf",
+                opt.key_count);
+    if (opt.spread == SPREAD_RR)
+        sappend(&js, ",\"spread\":\"rr:%u\"", opt.spread_run);
+    else
+        sappend(&js, ",\"spread\":\"default\"");
+    sappend(&js, ",\"fetch_wait_ms\":%d,\"payload\":\"%s\"", opt.fetch_wait_ms,
+            opt.payload == PAYLOAD_TEXT ? "text" : opt.payload == PAYLOAD_RANDOM ? "random"
+                                                                                  : "repeat");
     if (ok) {
         sappend(&js, ",\"records\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"seconds\":%.3f,"
                      "\"records_per_sec\":%.1f,\"mib_per_sec\":%.3f",
@@ -1397,6 +1473,7 @@ int main(int argc, char **argv)
     free(prods);
     consumer_destroy(&cons);
     free(g_zipf_cdf);
+    free(g_pool);
     free(why.buf);
     free(js.buf);
     return ok ? 0 : EXIT_VERIFY;
