@@ -679,3 +679,85 @@ sh_err_t sh_meta_producer_ids_allocate(sh_meta_t *m, int32_t broker_id, int32_t 
         return SH_E_INVAL;
     SH_META_CALL(m, producer_ids_allocate, broker_id, count, now_ms, first_id);
 }
+
+/* ---------------------------------------------------------------------- */
+/* Consumer group offsets                                                  */
+
+static sh_err_t sh_meta_offset_keys_check(const sh_meta_offset_key_t *keys, size_t n)
+{
+    if (n && !keys)
+        return SH_E_INVAL;
+    for (size_t i = 0; i < n; i++)
+        if (!keys[i].topic || !keys[i].topic[0] || keys[i].partition < SH_META_ALL_PARTITIONS)
+            return SH_E_INVAL;
+    return SH_OK;
+}
+
+sh_err_t sh_meta_offsets_commit(sh_meta_t *m, const char *group_id,
+                                const sh_meta_offset_t *offsets, size_t n)
+{
+    if (!group_id || (n && !offsets))
+        return SH_E_INVAL;
+    if (n == 0)
+        return SH_OK;
+    for (size_t i = 0; i < n; i++)
+        if (!offsets[i].topic || !offsets[i].topic[0] || offsets[i].partition < 0)
+            return SH_E_INVAL;
+    SH_META_CALL(m, offsets_commit, group_id, offsets, n);
+}
+
+sh_err_t sh_meta_offsets_fetch(sh_meta_t *m, const char *group_id,
+                               const sh_meta_offset_key_t *keys, size_t nkeys,
+                               sh_arena_t *a, sh_meta_offset_t **out, size_t *n)
+{
+    SH_META_LIST_RESET(out, n);
+    if (!group_id || !out || !n)
+        return SH_E_INVAL;
+    if (!keys || nkeys == 0)
+        SH_META_CALL(m, offsets_fetch_all, group_id, a, out, n);
+    if (sh_meta_offset_keys_check(keys, nkeys) != SH_OK)
+        return SH_E_INVAL;
+    SH_META_CALL(m, offsets_fetch, group_id, keys, nkeys, a, out, n);
+}
+
+sh_err_t sh_meta_offsets_delete(sh_meta_t *m, const char *group_id,
+                                const sh_meta_offset_key_t *keys, size_t nkeys,
+                                int64_t *remaining)
+{
+    *remaining = 0;
+    if (!group_id || sh_meta_offset_keys_check(keys, nkeys) != SH_OK)
+        return SH_E_INVAL;
+    SH_META_CALL(m, offsets_delete, group_id, keys, nkeys, remaining);
+}
+
+sh_err_t sh_meta_group_delete(sh_meta_t *m, const char *group_id, int64_t *deleted)
+{
+    *deleted = 0;
+    if (!group_id)
+        return SH_E_INVAL;
+    SH_META_CALL(m, group_delete, group_id, deleted);
+}
+
+sh_err_t sh_meta_groups_list(sh_meta_t *m, sh_arena_t *a, sh_meta_group_summary_t **out,
+                             size_t *n)
+{
+    SH_META_LIST_RESET(out, n);
+    SH_META_CALL(m, groups_list, a, out, n);
+}
+
+sh_err_t sh_meta_offsets_expire(sh_meta_t *m, const char *const *groups, size_t ngroups,
+                                int64_t cutoff_ms, int64_t *removed)
+{
+    int64_t dummy;
+    if (!removed)
+        removed = &dummy;
+    *removed = 0;
+    if (ngroups == 0)
+        return SH_OK;
+    if (!groups)
+        return SH_E_INVAL;
+    for (size_t i = 0; i < ngroups; i++)
+        if (!groups[i])
+            return SH_E_INVAL;
+    SH_META_CALL(m, offsets_expire, groups, ngroups, cutoff_ms, removed);
+}

@@ -336,6 +336,58 @@ sh_err_t sh_meta_producer_ids_allocate(sh_meta_t *m, int32_t broker_id, int32_t 
                                        int64_t now_ms, int64_t *first_id);
 
 /* ---------------------------------------------------------------------- */
+/* Consumer group offsets                                                  */
+/*
+ * Only committed offsets are stored; group membership is the coordinator's
+ * in-memory state (as in Kafka's coordinator cache). A group id may be ""
+ * (Kafka accepts offset commits for the empty group id). Group ids and
+ * topic names compare as exact byte strings.
+ */
+
+/* OffsetCommit: store n offsets of group_id in ONE transaction (all or
+ * none), replacing what each partition had. When the array names a
+ * partition twice, the later entry wins. Each entry's commit_ms is stored
+ * as given. n == 0 is SH_OK. SH_E_INVAL for a NULL or empty topic or a
+ * negative partition. Nothing checks that the topic exists: the caller
+ * validated the request against its topic view. */
+sh_err_t sh_meta_offsets_commit(sh_meta_t *m, const char *group_id,
+                                const sh_meta_offset_t *offsets, size_t n);
+
+/* OffsetFetch: the committed offsets of group_id that match keys, in key
+ * order and, within a key, by partition; keys == NULL (or nkeys == 0)
+ * means every offset of the group, ordered by topic (byte order) then
+ * partition. Partitions without a committed offset are simply absent; an
+ * unknown group is an empty result. A key given twice yields its rows
+ * twice. One read transaction, so the answer is a consistent snapshot. */
+sh_err_t sh_meta_offsets_fetch(sh_meta_t *m, const char *group_id,
+                               const sh_meta_offset_key_t *keys, size_t nkeys,
+                               sh_arena_t *a, sh_meta_offset_t **out, size_t *n);
+
+/* OffsetDelete: remove the offsets of group_id that match keys (absent
+ * ones are fine) in one transaction; *remaining gets how many offsets the
+ * group still holds afterwards. nkeys == 0 only counts. */
+sh_err_t sh_meta_offsets_delete(sh_meta_t *m, const char *group_id,
+                                const sh_meta_offset_key_t *keys, size_t nkeys,
+                                int64_t *remaining);
+
+/* DeleteGroups: remove every offset of group_id; *deleted gets how many
+ * there were (0 for a group the store never heard of: still SH_OK). */
+sh_err_t sh_meta_group_delete(sh_meta_t *m, const char *group_id, int64_t *deleted);
+
+/* Every group holding at least one committed offset, by group id (byte
+ * order): what a restarted coordinator must still list as Empty groups. */
+sh_err_t sh_meta_groups_list(sh_meta_t *m, sh_arena_t *a, sh_meta_group_summary_t **out,
+                             size_t *n);
+
+/* offsets.retention.minutes: in one transaction, remove the offsets of
+ * each of the ngroups groups whose commit_ms < cutoff_ms; *removed (may be
+ * NULL) gets the total removed. The caller names the groups because only
+ * it knows which groups are empty (have no members) and for how long;
+ * offsets of other groups are never touched. */
+sh_err_t sh_meta_offsets_expire(sh_meta_t *m, const char *const *groups, size_t ngroups,
+                                int64_t cutoff_ms, int64_t *removed);
+
+/* ---------------------------------------------------------------------- */
 /* Helpers, pure                                                           */
 
 /* A random version-4 UUID that Kafka would accept as a topic id (not zero,

@@ -100,6 +100,24 @@ typedef struct sh_meta_backend {
 
     sh_err_t (*producer_ids_allocate)(sh_meta_conn_t *c, int32_t broker_id, int32_t count,
                                       int64_t now_ms, int64_t *first_id);
+
+    /* Consumer group offsets. keys: nkeys > 0 (the front end turns "no
+     * keys" into offsets_fetch_all). offsets_expire: ngroups > 0. */
+    sh_err_t (*offsets_commit)(sh_meta_conn_t *c, const char *group_id,
+                               const sh_meta_offset_t *offsets, size_t n);
+    sh_err_t (*offsets_fetch)(sh_meta_conn_t *c, const char *group_id,
+                              const sh_meta_offset_key_t *keys, size_t nkeys,
+                              sh_arena_t *a, sh_meta_offset_t **out, size_t *n);
+    sh_err_t (*offsets_fetch_all)(sh_meta_conn_t *c, const char *group_id, sh_arena_t *a,
+                                  sh_meta_offset_t **out, size_t *n);
+    sh_err_t (*offsets_delete)(sh_meta_conn_t *c, const char *group_id,
+                               const sh_meta_offset_key_t *keys, size_t nkeys,
+                               int64_t *remaining);
+    sh_err_t (*group_delete)(sh_meta_conn_t *c, const char *group_id, int64_t *deleted);
+    sh_err_t (*groups_list)(sh_meta_conn_t *c, sh_arena_t *a,
+                            sh_meta_group_summary_t **out, size_t *n);
+    sh_err_t (*offsets_expire)(sh_meta_conn_t *c, const char *const *groups,
+                               size_t ngroups, int64_t cutoff_ms, int64_t *removed);
 } sh_meta_backend_t;
 
 /* Wrap an already-open backend connection (tests plug fakes in here; the

@@ -44,6 +44,9 @@
     "topic_id, partition_index, base_offset, last_offset, max_timestamp, "     \
     "object_key, byte_offset, byte_length, leader_epoch"
 #define SQ_TOPIC_COLS "topic_id, name, partition_count, created_ms, state"
+#define SQ_OFFSET_COLS                                                         \
+    "topic_name, partition_index, committed_offset, leader_epoch, metadata, "  \
+    "commit_ms"
 
 /* Decrement live_chunks of every object holding chunks that the matching
  * DELETE is about to remove; the RETURNING rows tell which reached zero. */
@@ -196,7 +199,32 @@
     X(PID_NEXT, "SELECT coalesce(max(first_id + block_size), 0) FROM "         \
                 "producer_id_blocks")                                          \
     X(PID_INSERT, "INSERT INTO producer_id_blocks (first_id, block_size, "     \
-                  "broker_id, allocated_ms) VALUES (?1, ?2, ?3, ?4)")
+                  "broker_id, allocated_ms) VALUES (?1, ?2, ?3, ?4)")         \
+    X(OFFSET_PUT,                                                              \
+      "INSERT INTO group_offsets (group_id, topic_name, partition_index, "     \
+      "committed_offset, leader_epoch, metadata, commit_ms) VALUES (?1, ?2, "  \
+      "?3, ?4, ?5, ?6, ?7) ON CONFLICT (group_id, topic_name, "                \
+      "partition_index) DO UPDATE SET committed_offset = "                     \
+      "excluded.committed_offset, leader_epoch = excluded.leader_epoch, "      \
+      "metadata = excluded.metadata, commit_ms = excluded.commit_ms")          \
+    X(OFFSETS_OF_GROUP, "SELECT " SQ_OFFSET_COLS " FROM group_offsets WHERE "  \
+                        "group_id = ?1 ORDER BY topic_name, partition_index")  \
+    X(OFFSETS_OF_TOPIC, "SELECT " SQ_OFFSET_COLS " FROM group_offsets WHERE "  \
+                        "group_id = ?1 AND topic_name = ?2 ORDER BY "          \
+                        "partition_index")                                     \
+    X(OFFSET_GET, "SELECT " SQ_OFFSET_COLS " FROM group_offsets WHERE "        \
+                  "group_id = ?1 AND topic_name = ?2 AND partition_index = ?3") \
+    X(OFFSET_DEL, "DELETE FROM group_offsets WHERE group_id = ?1 AND "         \
+                  "topic_name = ?2 AND partition_index = ?3")                  \
+    X(OFFSETS_DEL_TOPIC, "DELETE FROM group_offsets WHERE group_id = ?1 AND "  \
+                         "topic_name = ?2")                                    \
+    X(GROUP_OFFSET_COUNT, "SELECT count(*) FROM group_offsets WHERE "          \
+                          "group_id = ?1")                                     \
+    X(GROUP_OFFSETS_DEL, "DELETE FROM group_offsets WHERE group_id = ?1")      \
+    X(GROUPS_LIST, "SELECT group_id, count(*), max(commit_ms) FROM "           \
+                   "group_offsets GROUP BY group_id ORDER BY group_id")        \
+    X(OFFSETS_EXPIRE, "DELETE FROM group_offsets WHERE group_id = ?1 AND "     \
+                      "commit_ms < ?2")
 
 #define SQ_ENUM(name, sql) SQ_##name,
 enum sq_id { SQ_STATEMENTS(SQ_ENUM) SQ__COUNT };
@@ -1672,6 +1700,183 @@ fail:
     return err;
 }
 
+/* ---------------------------------------------------------------------- */
+/* Consumer group offsets                                                  */
+
+static sh_err_t sq_read_offset(sqlite3_stmt *st, sh_arena_t *a, sh_meta_offset_t *o)
+{
+    o->partition = sqlite3_column_int(st, 1);
+    o->offset = sqlite3_column_int64(st, 2);
+    o->leader_epoch = sqlite3_column_int(st, 3);
+    o->commit_ms = sqlite3_column_int64(st, 5);
+    sh_err_t err = sq_col_str(st, 0, a, &o->topic);
+    return err != SH_OK ? err : sq_col_str(st, 4, a, &o->metadata);
+}
+
+static sh_err_t sq_reader_offset(sqlite3_stmt *st, sh_arena_t *a, void *item)
+{
+    return sq_read_offset(st, a, item);
+}
+
+/* One statement per entry inside one write transaction: a commit of many
+ * partitions costs one fsync, and a failure leaves none of them. */
+static sh_err_t sq_offsets_commit(sh_meta_conn_t *c, const char *group_id,
+                                  const sh_meta_offset_t *offsets, size_t n)
+{
+    const char *what = "commit group offsets";
+    sh_err_t err;
+    if ((err = sq_begin(c, 1, what)) != SH_OK)
+        return err;
+    for (size_t i = 0; i < n; i++) {
+        const sh_meta_offset_t *o = &offsets[i];
+        if ((err = sq_exec(c, SQ_OFFSET_PUT, what, NULL, "ssiIisI", group_id, o->topic,
+                           (int)o->partition, o->offset, (int)o->leader_epoch, o->metadata,
+                           o->commit_ms)) != SH_OK)
+            goto fail;
+    }
+    if ((err = sq_commit(c, what)) != SH_OK)
+        goto fail;
+    return SH_OK;
+fail:
+    sq_rollback(c);
+    return err;
+}
+
+static sh_err_t sq_offsets_fetch_all(sh_meta_conn_t *c, const char *group_id, sh_arena_t *a,
+                                     sh_meta_offset_t **out, size_t *n)
+{
+    const char *what = "fetch group offsets";
+    sqlite3_stmt *st;
+    sh_err_t err = sq_prep(c, SQ_OFFSETS_OF_GROUP, what, &st, "s", group_id);
+    if (err != SH_OK)
+        return err;
+    return sq_collect(c, st, what, a, sizeof(**out), sq_reader_offset, (void **)out, n);
+}
+
+static sh_err_t sq_offsets_fetch(sh_meta_conn_t *c, const char *group_id,
+                                 const sh_meta_offset_key_t *keys, size_t nkeys,
+                                 sh_arena_t *a, sh_meta_offset_t **out, size_t *n)
+{
+    const char *what = "fetch group offsets";
+    sq_vec_t v = {.size = sizeof(sh_meta_offset_t)};
+    sqlite3_stmt *st;
+    sh_err_t err;
+    int r;
+    /* several statements: one snapshot, so a concurrent commit of many
+     * partitions is seen whole or not at all */
+    if ((err = sq_begin(c, 0, what)) != SH_OK)
+        return err;
+    for (size_t i = 0; i < nkeys; i++) {
+        if (keys[i].partition == SH_META_ALL_PARTITIONS)
+            err = sq_prep(c, SQ_OFFSETS_OF_TOPIC, what, &st, "ss", group_id, keys[i].topic);
+        else
+            err = sq_prep(c, SQ_OFFSET_GET, what, &st, "ssi", group_id, keys[i].topic,
+                          (int)keys[i].partition);
+        if (err != SH_OK)
+            goto fail;
+        while ((r = sq_step(c, st, what)) == 1) {
+            sh_meta_offset_t *o = sq_vec_push(a, &v);
+            err = o ? sq_read_offset(st, a, o) : SH_E_NOMEM;
+            if (err != SH_OK)
+                goto fail;
+        }
+        if (r < 0) {
+            err = r;
+            goto fail;
+        }
+    }
+    if ((err = sq_commit(c, what)) != SH_OK)
+        goto fail;
+    *out = v.items;
+    *n = v.n;
+    return SH_OK;
+fail:
+    sq_rollback(c);
+    return err;
+}
+
+static sh_err_t sq_offsets_delete(sh_meta_conn_t *c, const char *group_id,
+                                  const sh_meta_offset_key_t *keys, size_t nkeys,
+                                  int64_t *remaining)
+{
+    const char *what = "delete group offsets";
+    int64_t left = 0;
+    sh_err_t err;
+    if ((err = sq_begin(c, 1, what)) != SH_OK)
+        return err;
+    for (size_t i = 0; i < nkeys; i++) {
+        if (keys[i].partition == SH_META_ALL_PARTITIONS)
+            err = sq_exec(c, SQ_OFFSETS_DEL_TOPIC, what, NULL, "ss", group_id, keys[i].topic);
+        else
+            err = sq_exec(c, SQ_OFFSET_DEL, what, NULL, "ssi", group_id, keys[i].topic,
+                          (int)keys[i].partition);
+        if (err != SH_OK)
+            goto fail;
+    }
+    if ((err = sq_int64(c, SQ_GROUP_OFFSET_COUNT, what, &left, "s", group_id)) != SH_OK)
+        goto fail;
+    if ((err = sq_commit(c, what)) != SH_OK)
+        goto fail;
+    *remaining = left;
+    return SH_OK;
+fail:
+    sq_rollback(c);
+    return err;
+}
+
+static sh_err_t sq_group_delete(sh_meta_conn_t *c, const char *group_id, int64_t *deleted)
+{
+    const char *what = "delete a group's offsets";
+    int changes = 0;
+    sh_err_t err = sq_exec(c, SQ_GROUP_OFFSETS_DEL, what, &changes, "s", group_id);
+    if (err == SH_OK)
+        *deleted = changes;
+    return err;
+}
+
+static sh_err_t sq_reader_group(sqlite3_stmt *st, sh_arena_t *a, void *item)
+{
+    sh_meta_group_summary_t *g = item;
+    g->offsets = sqlite3_column_int64(st, 1);
+    g->last_commit_ms = sqlite3_column_int64(st, 2);
+    return sq_col_str(st, 0, a, &g->group_id);
+}
+
+static sh_err_t sq_groups_list(sh_meta_conn_t *c, sh_arena_t *a,
+                               sh_meta_group_summary_t **out, size_t *n)
+{
+    const char *what = "list groups with offsets";
+    sqlite3_stmt *st;
+    sh_err_t err = sq_prep(c, SQ_GROUPS_LIST, what, &st, "");
+    if (err != SH_OK)
+        return err;
+    return sq_collect(c, st, what, a, sizeof(**out), sq_reader_group, (void **)out, n);
+}
+
+static sh_err_t sq_offsets_expire(sh_meta_conn_t *c, const char *const *groups,
+                                  size_t ngroups, int64_t cutoff_ms, int64_t *removed)
+{
+    const char *what = "expire group offsets";
+    int64_t total = 0;
+    int changes;
+    sh_err_t err;
+    if ((err = sq_begin(c, 1, what)) != SH_OK)
+        return err;
+    for (size_t i = 0; i < ngroups; i++) {
+        if ((err = sq_exec(c, SQ_OFFSETS_EXPIRE, what, &changes, "sI", groups[i],
+                           cutoff_ms)) != SH_OK)
+            goto fail;
+        total += changes;
+    }
+    if ((err = sq_commit(c, what)) != SH_OK)
+        goto fail;
+    *removed = total;
+    return SH_OK;
+fail:
+    sq_rollback(c);
+    return err;
+}
+
 const sh_meta_backend_t sh_meta_sqlite_backend = {
     .name = "sqlite",
     .nthreads = 1,
@@ -1708,4 +1913,11 @@ const sh_meta_backend_t sh_meta_sqlite_backend = {
     .objects_unreferenced = sq_objects_unreferenced,
     .objects_forget = sq_objects_forget,
     .producer_ids_allocate = sq_producer_ids_allocate,
+    .offsets_commit = sq_offsets_commit,
+    .offsets_fetch = sq_offsets_fetch,
+    .offsets_fetch_all = sq_offsets_fetch_all,
+    .offsets_delete = sq_offsets_delete,
+    .group_delete = sq_group_delete,
+    .groups_list = sq_groups_list,
+    .offsets_expire = sq_offsets_expire,
 };

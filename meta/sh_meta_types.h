@@ -111,4 +111,33 @@ typedef struct sh_meta_object {
     int64_t live_chunks;
 } sh_meta_object_t;
 
+/* Consumer group offsets are keyed by topic NAME, as OffsetCommit and
+ * OffsetFetch address topics (dropping a topic removes its rows).
+ * SH_META_ALL_PARTITIONS in a key means every partition of the topic. */
+#define SH_META_ALL_PARTITIONS (-1)
+
+/* One committed offset of one partition for one consumer group. */
+typedef struct sh_meta_offset {
+    const char *topic;
+    int32_t partition;
+    int64_t offset;             /* the committed position (next record to read) */
+    int32_t leader_epoch;       /* -1 when the client did not say */
+    const char *metadata;       /* client's string; NULL is null */
+    int64_t commit_ms;          /* wall clock, as passed in by the committer */
+} sh_meta_offset_t;
+
+/* Which committed offsets of a group a fetch or delete addresses. */
+typedef struct sh_meta_offset_key {
+    const char *topic;
+    int32_t partition;          /* >= 0, or SH_META_ALL_PARTITIONS */
+} sh_meta_offset_key_t;
+
+/* A group that has committed offsets (the only trace a group leaves in the
+ * store: membership lives in the coordinator's memory). */
+typedef struct sh_meta_group_summary {
+    const char *group_id;
+    int64_t offsets;            /* committed offsets it holds, >= 1 */
+    int64_t last_commit_ms;     /* newest commit_ms among them */
+} sh_meta_group_summary_t;
+
 #endif

@@ -894,6 +894,299 @@ static void test_producer_ids(void **state)
 }
 
 /* ---------------------------------------------------------------------- */
+/* Consumer group offsets                                                  */
+
+static sh_meta_offset_t off(const char *topic, int32_t part, int64_t offset, int32_t epoch,
+                            const char *md, int64_t ms)
+{
+    return (sh_meta_offset_t){.topic = topic, .partition = part, .offset = offset,
+                              .leader_epoch = epoch, .metadata = md, .commit_ms = ms};
+}
+
+/* The offset of (topic, part) in a fetch result, or NULL. */
+static const sh_meta_offset_t *find_off(const sh_meta_offset_t *o, size_t n, const char *topic,
+                                        int32_t part)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(o[i].topic, topic) == 0 && o[i].partition == part)
+            return &o[i];
+    return NULL;
+}
+
+static const sh_meta_group_summary_t *find_group(const sh_meta_group_summary_t *g, size_t n,
+                                                 const char *id)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(g[i].group_id, id) == 0)
+            return &g[i];
+    return NULL;
+}
+
+static void test_offsets_commit_fetch(void **state)
+{
+    fx_t *f = *state;
+    const char *g = nm(f, "grp"), *other = nm(f, "other");
+    const char *ta = nm(f, "ta"), *tb = nm(f, "tb");
+    sh_meta_offset_t *o;
+    size_t n;
+
+    /* unknown group: empty, not an error */
+    OK(sh_meta_offsets_fetch(f->m, g, NULL, 0, &f->a, &o, &n));
+    assert_int_equal(n, 0);
+
+    sh_meta_offset_t c1[] = {
+        off(tb, 0, 7, 3, "meta-b0", 1000),
+        off(ta, 1, 11, -1, NULL, 1001),
+        off(ta, 0, 10, 5, "", 1002),
+    };
+    OK(sh_meta_offsets_commit(f->m, g, c1, 3));
+    OK(sh_meta_offsets_commit(f->m, other, c1, 1));
+
+    OK(sh_meta_offsets_fetch(f->m, g, NULL, 0, &f->a, &o, &n));
+    assert_int_equal(n, 3);
+    /* by topic (byte order: the prefix is shared, "ta" < "tb"), then partition */
+    assert_string_equal(o[0].topic, ta);
+    assert_int_equal(o[0].partition, 0);
+    assert_int_equal(o[0].offset, 10);
+    assert_int_equal(o[0].leader_epoch, 5);
+    assert_non_null(o[0].metadata);
+    assert_string_equal(o[0].metadata, "");   /* "" is not null */
+    assert_int_equal(o[0].commit_ms, 1002);
+    assert_string_equal(o[1].topic, ta);
+    assert_int_equal(o[1].partition, 1);
+    assert_int_equal(o[1].leader_epoch, -1);
+    assert_null(o[1].metadata);               /* null stays null */
+    assert_string_equal(o[2].topic, tb);
+    assert_string_equal(o[2].metadata, "meta-b0");
+
+    /* by key: one partition, a whole topic, and absent ones */
+    sh_meta_offset_key_t keys[] = {
+        {tb, 0}, {ta, SH_META_ALL_PARTITIONS}, {ta, 9}, {nm(f, "nosuch"), SH_META_ALL_PARTITIONS},
+    };
+    OK(sh_meta_offsets_fetch(f->m, g, keys, 4, &f->a, &o, &n));
+    assert_int_equal(n, 3);
+    assert_string_equal(o[0].topic, tb);      /* key order */
+    assert_int_equal(o[1].partition, 0);
+    assert_int_equal(o[2].partition, 1);
+
+    /* a new commit replaces; the later of two entries for one partition wins */
+    sh_meta_offset_t c2[] = {
+        off(ta, 0, 20, 6, "x", 2000),
+        off(ta, 0, 21, 7, "y", 2001),
+    };
+    OK(sh_meta_offsets_commit(f->m, g, c2, 2));
+    OK(sh_meta_offsets_fetch(f->m, g, keys + 1, 1, &f->a, &o, &n));
+    assert_int_equal(n, 2);
+    assert_int_equal(o[0].offset, 21);
+    assert_int_equal(o[0].leader_epoch, 7);
+    assert_string_equal(o[0].metadata, "y");
+    assert_int_equal(o[0].commit_ms, 2001);
+    assert_int_equal(o[1].offset, 11);        /* untouched */
+
+    /* groups do not see each other's offsets */
+    OK(sh_meta_offsets_fetch(f->m, other, NULL, 0, &f->a, &o, &n));
+    assert_int_equal(n, 1);
+    assert_int_equal(o[0].offset, 7);
+
+    /* durable across a reopen */
+    fx_reopen(f);
+    OK(sh_meta_offsets_fetch(f->m, g, NULL, 0, &f->a, &o, &n));
+    assert_int_equal(n, 3);
+    assert_non_null(find_off(o, n, ta, 0));
+    assert_int_equal(find_off(o, n, ta, 0)->offset, 21);
+}
+
+static void test_offsets_invalid(void **state)
+{
+    fx_t *f = *state;
+    const char *g = nm(f, "bad"), *t = nm(f, "t");
+    sh_meta_offset_t *o;
+    size_t n;
+    int64_t k;
+    OK(sh_meta_offsets_commit(f->m, g, NULL, 0));
+    /* one bad entry refuses the whole commit */
+    sh_meta_offset_t c[] = {off(t, 0, 1, -1, NULL, 1), off(t, -1, 1, -1, NULL, 1)};
+    assert_int_equal(sh_meta_offsets_commit(f->m, g, c, 2), SH_E_INVAL);
+    sh_meta_offset_t c2[] = {off(t, 0, 1, -1, NULL, 1), off(NULL, 0, 1, -1, NULL, 1)};
+    assert_int_equal(sh_meta_offsets_commit(f->m, g, c2, 2), SH_E_INVAL);
+    sh_meta_offset_t c3[] = {off("", 0, 1, -1, NULL, 1)};
+    assert_int_equal(sh_meta_offsets_commit(f->m, g, c3, 1), SH_E_INVAL);
+    assert_int_equal(sh_meta_offsets_commit(f->m, NULL, c, 1), SH_E_INVAL);
+    OK(sh_meta_offsets_fetch(f->m, g, NULL, 0, &f->a, &o, &n));
+    assert_int_equal(n, 0);
+    sh_meta_offset_key_t bad[] = {{t, -2}};
+    assert_int_equal(sh_meta_offsets_fetch(f->m, g, bad, 1, &f->a, &o, &n), SH_E_INVAL);
+    assert_int_equal(sh_meta_offsets_delete(f->m, g, bad, 1, &k), SH_E_INVAL);
+    assert_int_equal(sh_meta_group_delete(f->m, NULL, &k), SH_E_INVAL);
+    const char *gs[] = {NULL};
+    assert_int_equal(sh_meta_offsets_expire(f->m, gs, 1, 0, &k), SH_E_INVAL);
+}
+
+static void test_offsets_delete(void **state)
+{
+    fx_t *f = *state;
+    const char *g = nm(f, "del"), *ta = nm(f, "ta"), *tb = nm(f, "tb");
+    sh_meta_offset_t c[] = {
+        off(ta, 0, 1, -1, NULL, 1), off(ta, 1, 2, -1, NULL, 1), off(ta, 2, 3, -1, NULL, 1),
+        off(tb, 0, 4, -1, NULL, 1), off(tb, 1, 5, -1, NULL, 1),
+    };
+    int64_t left;
+    sh_meta_offset_t *o;
+    size_t n;
+    OK(sh_meta_offsets_commit(f->m, g, c, 5));
+    OK(sh_meta_offsets_delete(f->m, g, NULL, 0, &left));
+    assert_int_equal(left, 5);
+    sh_meta_offset_key_t k1[] = {{ta, 1}, {ta, 7}, {nm(f, "none"), 0}};
+    OK(sh_meta_offsets_delete(f->m, g, k1, 3, &left));
+    assert_int_equal(left, 4);
+    OK(sh_meta_offsets_fetch(f->m, g, NULL, 0, &f->a, &o, &n));
+    assert_int_equal(n, 4);
+    assert_null(find_off(o, n, ta, 1));
+    sh_meta_offset_key_t k2[] = {{tb, SH_META_ALL_PARTITIONS}};
+    OK(sh_meta_offsets_delete(f->m, g, k2, 1, &left));
+    assert_int_equal(left, 2);
+    OK(sh_meta_offsets_fetch(f->m, g, NULL, 0, &f->a, &o, &n));
+    assert_int_equal(n, 2);
+    assert_non_null(find_off(o, n, ta, 0));
+    assert_non_null(find_off(o, n, ta, 2));
+    sh_meta_offset_key_t k3[] = {{ta, SH_META_ALL_PARTITIONS}};
+    OK(sh_meta_offsets_delete(f->m, g, k3, 1, &left));
+    assert_int_equal(left, 0);
+    OK(sh_meta_offsets_delete(f->m, nm(f, "never"), k3, 1, &left));
+    assert_int_equal(left, 0);
+}
+
+static void test_groups_list_and_delete(void **state)
+{
+    fx_t *f = *state;
+    const char *g1 = nm(f, "g1"), *g2 = nm(f, "g2"), *t = nm(f, "t");
+    sh_meta_offset_t c[] = {
+        off(t, 0, 1, -1, NULL, 500), off(t, 1, 2, -1, NULL, 900), off(t, 2, 3, -1, NULL, 700),
+    };
+    sh_meta_group_summary_t *gs;
+    size_t n;
+    int64_t del;
+    OK(sh_meta_offsets_commit(f->m, g1, c, 3));
+    OK(sh_meta_offsets_commit(f->m, g2, c, 1));
+    OK(sh_meta_groups_list(f->m, &f->a, &gs, &n));
+    const sh_meta_group_summary_t *s1 = find_group(gs, n, g1), *s2 = find_group(gs, n, g2);
+    assert_non_null(s1);
+    assert_non_null(s2);
+    assert_int_equal(s1->offsets, 3);
+    assert_int_equal(s1->last_commit_ms, 900);
+    assert_int_equal(s2->offsets, 1);
+    assert_int_equal(s2->last_commit_ms, 500);
+    for (size_t i = 1; i < n; i++)
+        assert_true(strcmp(gs[i - 1].group_id, gs[i].group_id) < 0);
+    assert_null(find_group(gs, n, nm(f, "nosuch")));
+
+    OK(sh_meta_group_delete(f->m, g1, &del));
+    assert_int_equal(del, 3);
+    OK(sh_meta_group_delete(f->m, g1, &del));
+    assert_int_equal(del, 0);
+    OK(sh_meta_groups_list(f->m, &f->a, &gs, &n));
+    assert_null(find_group(gs, n, g1));
+    assert_non_null(find_group(gs, n, g2));
+    fx_reopen(f);
+    OK(sh_meta_groups_list(f->m, &f->a, &gs, &n));
+    assert_null(find_group(gs, n, g1));
+    assert_non_null(find_group(gs, n, g2));
+}
+
+static void test_offsets_expire(void **state)
+{
+    fx_t *f = *state;
+    const char *ga = nm(f, "ea"), *gb = nm(f, "eb"), *gc = nm(f, "ec"), *t = nm(f, "t");
+    sh_meta_offset_t c[] = {
+        off(t, 0, 1, -1, NULL, 1000), off(t, 1, 2, -1, NULL, 2000), off(t, 2, 3, -1, NULL, 3000),
+    };
+    sh_meta_offset_t *o;
+    size_t n;
+    int64_t removed;
+    OK(sh_meta_offsets_commit(f->m, ga, c, 3));
+    OK(sh_meta_offsets_commit(f->m, gb, c, 3));
+    OK(sh_meta_offsets_commit(f->m, gc, c, 3));
+    const char *which[] = {ga, gc, nm(f, "nosuch")};
+    OK(sh_meta_offsets_expire(f->m, which, 3, 2500, &removed));
+    assert_int_equal(removed, 4);
+    OK(sh_meta_offsets_fetch(f->m, ga, NULL, 0, &f->a, &o, &n));
+    assert_int_equal(n, 1);
+    assert_int_equal(o[0].partition, 2);
+    /* a group not named keeps everything, however old */
+    OK(sh_meta_offsets_fetch(f->m, gb, NULL, 0, &f->a, &o, &n));
+    assert_int_equal(n, 3);
+    /* the cutoff is exclusive */
+    OK(sh_meta_offsets_expire(f->m, which, 1, 3000, &removed));
+    assert_int_equal(removed, 0);
+    OK(sh_meta_offsets_expire(f->m, which, 1, 3001, &removed));
+    assert_int_equal(removed, 1);
+    sh_meta_group_summary_t *gs;
+    OK(sh_meta_groups_list(f->m, &f->a, &gs, &n));
+    assert_null(find_group(gs, n, ga));
+    assert_non_null(find_group(gs, n, gc));
+    OK(sh_meta_offsets_expire(f->m, NULL, 0, 1, NULL));
+}
+
+/* Dropping a topic removes every group's offsets of it, and only those. */
+static void test_offsets_topic_drop(void **state)
+{
+    fx_t *f = *state;
+    const char *g = nm(f, "dropg"), *tname = nm(f, "dropme"), *keep = nm(f, "keep");
+    sh_uuid_t id = mk_topic(f, "dropme", 2);
+    sh_meta_offset_t c[] = {off(tname, 0, 1, -1, NULL, 1), off(tname, 1, 2, -1, NULL, 1),
+                            off(keep, 0, 3, -1, NULL, 1)};
+    sh_meta_object_t *freed;
+    size_t nfreed, n;
+    sh_meta_offset_t *o;
+    OK(sh_meta_offsets_commit(f->m, g, c, 3));
+    OK(sh_meta_topic_mark_deleting(f->m, id));
+    OK(sh_meta_topic_drop(f->m, id, &f->a, &freed, &nfreed));
+    OK(sh_meta_offsets_fetch(f->m, g, NULL, 0, &f->a, &o, &n));
+    assert_int_equal(n, 1);
+    assert_string_equal(o[0].topic, keep);
+}
+
+typedef struct {
+    sh_meta_op_t op;
+    const char *group;
+    sh_meta_offset_t o;
+    int done;
+} commit_op_t;
+
+static sh_err_t commit_op_run(sh_meta_t *m, sh_meta_op_t *op)
+{
+    commit_op_t *c = (commit_op_t *)op;
+    return sh_meta_offsets_commit(m, c->group, &c->o, 1);
+}
+
+static void commit_op_done(sh_meta_op_t *op)
+{
+    ((commit_op_t *)op)->done = 1;
+}
+
+/* The broker commits through the runner and answers from done: by then
+ * the commit is in the database (a direct read sees it). */
+static void test_offsets_commit_async(void **state)
+{
+    fx_t *f = *state;
+    commit_op_t c = {.group = nm(f, "async"), .o = off(nm(f, "t"), 3, 42, 1, "m", 5)};
+    c.op.run = commit_op_run;
+    c.op.done = commit_op_done;
+    OK(sh_meta_submit(f->m, &c.op));
+    while (!c.done) {
+        struct pollfd p = {.fd = sh_meta_fd(f->m), .events = POLLIN};
+        assert_true(poll(&p, 1, 10000) > 0);
+        sh_meta_drain(f->m);
+    }
+    OK(c.op.err);
+    sh_meta_offset_t *o;
+    size_t n;
+    OK(sh_meta_offsets_fetch(f->m, c.group, NULL, 0, &f->a, &o, &n));
+    assert_int_equal(n, 1);
+    assert_int_equal(o[0].offset, 42);
+}
+
+/* ---------------------------------------------------------------------- */
 /* Async runner                                                            */
 
 typedef struct {
@@ -1113,6 +1406,13 @@ int main(void)
         T(test_async_runner),
         T(test_direct_calls_during_async),
         T(test_durability_without_close),
+        T(test_offsets_commit_fetch),
+        T(test_offsets_invalid),
+        T(test_offsets_delete),
+        T(test_groups_list_and_delete),
+        T(test_offsets_expire),
+        T(test_offsets_topic_drop),
+        T(test_offsets_commit_async),
 #undef T
     };
     return cmocka_run_group_tests_name("meta_conformance", tests, NULL, NULL);
