@@ -13,6 +13,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -968,6 +969,73 @@ static void test_posix(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
+/* ---- memory of idle partitions ---- */
+
+#if defined(__SANITIZE_ADDRESS__)
+#define HEAP_MEASURABLE 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define HEAP_MEASURABLE 0
+#endif
+#endif
+#ifndef HEAP_MEASURABLE
+#define HEAP_MEASURABLE 1
+#endif
+
+static void test_idle_partition_memory(void **state)
+{
+    (void)state;
+    enum { P = 2000 };
+    sh_wal_memio_t *mi = fs_new();
+    sh_wal_opts_t o = opts_mem(mi, 1 << 20);
+    o.max_unreleased_bytes = 64u << 20;
+    sh_wal_mgr_t *m = mgr_open(&o);
+    static sh_wal_t *w[P];
+    static uint8_t payload[200];
+    tw_done_t *d = tw_done_new(P + 2);
+    tw_slot_t *slot = calloc(P, sizeof(*slot));
+    struct iovec iov = {payload, sizeof(payload)};
+    /* warm up the allocator and the file system with one partition */
+    sh_wal_t *warm = part_open(m, "warm", NULL);
+    tw_slot_t ws = {d, 0};
+    assert_int_equal(sh_wal_append_start(warm, 0, 0, &iov, 1, tw_done_cb, &ws), SH_OK);
+    assert_int_equal(tw_wait(m, &d->total, 1), 0);
+    d->total = 0;
+    d->norder = 0;
+    size_t before = mallinfo2().uordblks;
+    for (int k = 0; k < P; k++) {
+        char key[48];
+        snprintf(key, sizeof(key), "00112233445566778899aabbccddeeff-%d", k);
+        w[k] = part_open(m, key, NULL);
+        slot[k] = (tw_slot_t){d, k};
+        assert_int_equal(sh_wal_append_start(w[k], 0, 9, &iov, 1, tw_done_cb, &slot[k]), SH_OK);
+    }
+    assert_int_equal(tw_wait(m, &d->total, P), 0);
+    /* every partition holds unreleased data: still small */
+    size_t pinned = mallinfo2().uordblks;
+    for (int k = 0; k < P; k++)
+        assert_int_equal(sh_wal_release(w[k], 9), SH_OK);
+    /* completions come in log order: once this one is back, so are the
+     * release markers queued before it */
+    tw_slot_t ws2 = {d, 0};
+    assert_int_equal(sh_wal_append_start(warm, 1, 1, &iov, 1, tw_done_cb, &ws2), SH_OK);
+    assert_int_equal(tw_wait(m, &d->total, P + 1), 0);
+    size_t idle = mallinfo2().uordblks;
+    if (getenv("SH_WAL_TEST_LOG"))
+        fprintf(stderr, "heap per partition: %zu pinned, %zu idle\n", (pinned - before) / P,
+                (idle - before) / P);
+    if (HEAP_MEASURABLE) {
+        assert_true(pinned > before);
+        assert_true((pinned - before) / P < 1024);
+        assert_true(idle <= pinned);
+        assert_true((idle - before) / P < 512); /* target: under 4 KiB */
+    }
+    sh_wal_mgr_free(m);
+    free(slot);
+    tw_done_free(d);
+    sh_wal_memio_free(mi);
+}
+
 int main(void)
 {
     sh_log_level = SH_LOG_ERROR + (getenv("SH_WAL_TEST_LOG") ? 3 : 0);
@@ -989,6 +1057,7 @@ int main(void)
         cmocka_unit_test(test_bad_args),
         cmocka_unit_test(test_corrupt_header_moved_aside),
         cmocka_unit_test(test_posix),
+        cmocka_unit_test(test_idle_partition_memory),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
