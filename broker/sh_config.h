@@ -93,6 +93,28 @@ bool sh_config_check_nonempty(const char *v, char *why, size_t n);
       INT32_MAX, NULL, "Default segment size")                               \
     X("message.max.bytes", message_max_bytes, INT, "1048588", 0, INT32_MAX,  \
       NULL, "Largest record batch accepted by default")                      \
+    X("group.min.session.timeout.ms", group_min_session_timeout_ms, INT,     \
+      "6000", 0, INT32_MAX, NULL,                                             \
+      "Smallest session.timeout.ms a group member may ask for")              \
+    X("group.max.session.timeout.ms", group_max_session_timeout_ms, INT,     \
+      "1800000", 0, INT32_MAX, NULL,                                          \
+      "Largest session.timeout.ms a group member may ask for")               \
+    X("group.initial.rebalance.delay.ms", group_initial_rebalance_delay_ms,  \
+      INT, "3000", 0, INT32_MAX, NULL,                                        \
+      "How long the first rebalance of an empty group waits for more "      \
+      "members to join")                                                      \
+    X("group.max.size", group_max_size, INT, "2147483647", 1, INT32_MAX,     \
+      NULL, "Most members a consumer group may have")                        \
+    X("offsets.retention.minutes", offsets_retention_minutes, INT, "10080",  \
+      1, INT32_MAX, NULL,                                                     \
+      "Committed offsets of a group that has had no members this long "     \
+      "are deleted")                                                          \
+    X("offsets.retention.check.interval.ms",                                  \
+      offsets_retention_check_interval_ms, LONG, "600000", 1, INT64_MAX,     \
+      NULL, "How often expired committed offsets are looked for")            \
+    X("offset.metadata.max.bytes", offset_metadata_max_bytes, INT, "4096",   \
+      0, INT32_MAX, NULL,                                                     \
+      "Longest metadata string an offset commit may carry")                  \
     X("streamhouse.storage.url", storage_url, STR, "", 0, 0,                 \
       sh_config_check_storage_url,                                            \
       "Object store for segments: file:///abs/dir or s3://bucket[/prefix];" \
