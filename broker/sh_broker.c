@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "broker/sh_conn.h"
+#include "broker/sh_datapath.h"
 #include "broker/sh_dispatch.h"
 #include "broker/sh_meta_properties.h"
 #include "common/sh_clock.h"
@@ -78,6 +79,9 @@ static sh_err_t broker_meta_start(sh_broker_t *b)
         return SH_E_NOMEM;
     /* The data path sets its registry hooks here, before the load opens
      * the partitions. */
+    b->datapath = sh_datapath_new(b);
+    if (!b->datapath)
+        return SH_E_IO;
     if ((err = sh_registry_load(b->registry)) != SH_OK)
         return err;
     sh_broker_set_topics(b, &sh_registry_topics_ops, b->registry);
@@ -106,6 +110,8 @@ static sh_err_t broker_meta_register(sh_broker_t *b)
     else
         sh_log(SH_LOG_INFO, "broker", "registered as broker %d (epoch %lld)", b->node_id,
                (long long)b->broker_epoch);
+    if (!err)
+        sh_datapath_set_writer_epoch(b->datapath, b->broker_epoch);
     return err;
 }
 
@@ -482,7 +488,13 @@ void sh_broker_free(sh_broker_t *b)
         return;
     if (b->loop)
         broker_close_all(b);
+    /* The data path lets its upload finish while the metadata store is
+     * open, and outlives the registry, whose free closes the partitions
+     * through its hooks. */
+    sh_datapath_stop(b->datapath);
     broker_meta_stop(b);
+    sh_datapath_free(b->datapath);
+    b->datapath = NULL;
     if (b->loop) {
         if (b->requests_live)
             sh_log(SH_LOG_WARN, "broker",

@@ -54,6 +54,7 @@ struct sh_broker {
     sh_loop_io_t meta_io;      /* its completion eventfd */
     int64_t broker_epoch;      /* from sh_meta_broker_register */
     sh_registry_t *registry;   /* topics and partitions; b->topics reads it */
+    struct sh_datapath *datapath; /* WAL, objects, partition logs (sh_datapath.h) */
     const sh_api_entry_t *dispatch;   /* served APIs, in api_key order */
     size_t dispatch_count;
 

@@ -124,7 +124,25 @@ bool sh_config_check_nonempty(const char *v, char *why, size_t n);
       "Metadata database: sqlite:///abs/file.db or postgresql://...; "     \
       "default sqlite://<log.dirs>/meta.db")                                  \
     X("streamhouse.log.level", log_level, STR, "info", 0, 0,                 \
-      sh_config_check_log_level, "Log verbosity: error, warn, info, debug")
+      sh_config_check_log_level, "Log verbosity: error, warn, info, debug")  \
+    X("streamhouse.upload.bytes", upload_bytes, LONG, "8388608", 1,          \
+      1073741824, NULL,                                                       \
+      "Upload a segment object once this many durable bytes of all "        \
+      "partitions wait in the WAL (docs/data-path.md)")                      \
+    X("streamhouse.upload.interval.ms", upload_interval_ms, LONG, "1000", 1, \
+      86400000, NULL,                                                         \
+      "... or once the oldest of them has waited this long")                 \
+    X("streamhouse.wal.segment.bytes", wal_segment_bytes, LONG, "16777216",  \
+      65536, 1073741824, NULL,                                                \
+      "WAL segment file size (a multiple of 4096); bounds the largest "     \
+      "batch the WAL takes")                                                  \
+    X("streamhouse.wal.max.bytes", wal_max_bytes, LONG, "268435456", 131072, \
+      INT64_MAX, NULL,                                                        \
+      "WAL bytes not yet uploaded (at least two segments); when full, "     \
+      "produce waits for an upload to free space")                           \
+    X("streamhouse.cache.bytes", cache_bytes, LONG, "134217728", 0,          \
+      INT64_MAX, NULL,                                                        \
+      "Read cache of segment object bytes (0 disables it)")
 
 /* C types of each config type. */
 #define SH_CONFIG_CTYPE_STR char *

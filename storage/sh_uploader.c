@@ -197,6 +197,15 @@ void sh_uploader_remove(sh_uploader_t *u, sh_plog_t *p)
     }
 }
 
+void sh_uploader_set_writer(sh_uploader_t *u, int32_t writer_id, int64_t writer_epoch)
+{
+    /* a new (id, epoch) pair starts its own sequence; keys stay unique */
+    if (u->o.writer_id != writer_id || u->o.writer_epoch != writer_epoch)
+        u->seq = 0;
+    u->o.writer_id = writer_id;
+    u->o.writer_epoch = writer_epoch;
+}
+
 bool sh_uploader_busy(const sh_uploader_t *u)
 {
     return u->inflight != NULL;

@@ -97,6 +97,10 @@ sh_err_t sh_uploader_flush(sh_uploader_t *u, int64_t now_ms);
  * completion can make work). */
 int64_t sh_uploader_next_deadline_ms(const sh_uploader_t *u);
 
+/* Name later objects after this writer (the broker's registration epoch,
+ * once known). */
+void sh_uploader_set_writer(sh_uploader_t *u, int32_t writer_id, int64_t writer_epoch);
+
 bool sh_uploader_busy(const sh_uploader_t *u);
 void sh_uploader_stats(const sh_uploader_t *u, sh_uploader_stats_t *out);
 
