@@ -33,6 +33,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -500,6 +501,7 @@ int sh_wal_mgr_drain(sh_wal_mgr_t *m)
         sh_wal_node_t *next = n->next;
         sh_wal_t *w = n->w;
         sh_wal_seg_t *seg = NULL;
+        m->inflight_bytes -= n->frame_len;
         if (n->err == SH_OK && (seg = seg_for(m, n)) != NULL) {
             seg->bytes += n->frame_len;
             seg->end = n->pos + n->frame_len;
@@ -574,6 +576,43 @@ void sh_wal_mgr_stats(const sh_wal_mgr_t *m, sh_wal_stats_t *o)
     o->partitions = m->nparts;
 }
 
+sh_err_t sh_wal_mgr_check(sh_wal_mgr_t *m)
+{
+    uint64_t seg_bytes = 0, seg_pins = 0, part_pins = 0;
+    uint32_t nsegs = 0;
+    for (sh_wal_seg_t *s = m->seg_head; s; s = s->next) {
+        seg_bytes += s->bytes;
+        seg_pins += s->pins;
+        nsegs++;
+        if (s->next && (s->next->seq <= s->seq || !s->sealed)) {
+            sh_log(SH_LOG_ERROR, "wal", "check: segment %" PRIu64 " out of order or unsealed",
+                   s->seq);
+            return SH_E_CORRUPT;
+        }
+    }
+    for (uint32_t i = 0; i < m->table_size; i++)
+        for (sh_wal_t *w = m->table[i]; w; w = w->hnext) {
+            uint64_t pb = 0;
+            for (uint32_t j = 0; j < w->pin_len; j++)
+                pb += w->pins[(w->pin_head + j) % w->pin_cap].bytes;
+            part_pins += w->pin_len;
+            if (w->pending == 0 && w->unreleased_bytes != pb) {
+                sh_log(SH_LOG_ERROR, "wal", "check: \"%s\" counts %" PRIu64
+                       " unreleased bytes, pins hold %" PRIu64, w->key, w->unreleased_bytes, pb);
+                return SH_E_CORRUPT;
+            }
+        }
+    if (nsegs != m->nsegs || seg_pins != part_pins ||
+        m->live_bytes != seg_bytes + m->inflight_bytes) {
+        sh_log(SH_LOG_ERROR, "wal",
+               "check: %u/%u segments, %" PRIu64 "/%" PRIu64 " pins, live %" PRIu64
+               " != %" PRIu64 " + %" PRIu64,
+               nsegs, m->nsegs, seg_pins, part_pins, m->live_bytes, seg_bytes, m->inflight_bytes);
+        return SH_E_CORRUPT;
+    }
+    return SH_OK;
+}
+
 /* ---- partition API ---- */
 
 sh_err_t sh_wal_open(sh_wal_mgr_t *m, const char *key, sh_wal_replay_fn cb, void *arg,
@@ -612,6 +651,7 @@ static void enqueue(sh_wal_mgr_t *m, sh_wal_node_t *n)
 {
     n->w->inflight++;
     m->live_bytes += n->frame_len;
+    m->inflight_bytes += n->frame_len;
     pthread_mutex_lock(&m->mu);
     if (m->q_tail)
         m->q_tail->next = n;

@@ -139,6 +139,7 @@ struct sh_wal_mgr {
     sh_wal_seg_t *seg_head, *seg_tail;
     uint32_t nsegs;
     uint64_t live_bytes;
+    uint64_t inflight_bytes;   /* frame bytes queued and not yet drained */
     uint8_t *rbuf;             /* replay buffer */
     size_t rbuf_cap;
 
@@ -174,6 +175,9 @@ void sh_wal_pins_release(sh_wal_t *w, int64_t upto);
 void sh_wal_pins_drop_all(sh_wal_t *w);
 void sh_wal_part_maybe_free(sh_wal_t *w);
 void sh_wal_recycle_try(sh_wal_mgr_t *m);
+/* Cross-check the loop-side bookkeeping (byte accounting, pin counts);
+ * SH_E_CORRUPT with a log line on the first mismatch. For tests. */
+sh_err_t sh_wal_mgr_check(sh_wal_mgr_t *m);
 sh_wal_file_t *sh_wal_file_new(sh_wal_mgr_t *m, uint32_t id, int fd, uint64_t size);
 void sh_wal_file_forget_locked(sh_wal_mgr_t *m, sh_wal_file_t *f);
 int sh_wal_errstr_buf(int err, char *buf, size_t len);

@@ -304,6 +304,7 @@ static sh_err_t seal_tail(sh_wal_mgr_t *m, sh_wal_seg_t *s)
            s->file->path, s->end);
     s->end += SH_WAL_SEAL_BYTES;
     s->bytes += SH_WAL_SEAL_BYTES;
+    m->live_bytes += SH_WAL_SEAL_BYTES; /* given back when the segment is recycled */
     return SH_OK;
 }
 

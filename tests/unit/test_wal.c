@@ -22,6 +22,7 @@
 #include "common/sh_log.h"
 #include "test_wal_util.h"
 #include "wal/sh_wal_format.h"
+#include "wal/sh_wal_int.h"
 
 #define DIR_ "/d/wal"
 
@@ -222,6 +223,7 @@ static void test_group_commit(void **state)
     }
     for (int k = 0; k < 3; k++)
         assert_int_equal(sh_wal_durable_offset(w[k]), next[k] - 1);
+    assert_int_equal(sh_wal_mgr_check(m), SH_OK);
     sh_wal_mgr_free(m);
     tw_done_free(d);
     sh_wal_memio_free(mi);
@@ -281,6 +283,7 @@ static void test_replay_restart(void **state)
     assert_int_equal(tw_wait(m, &d->total, N), 0);
     int64_t rel0 = fr[3 * 7].last; /* key 0's 8th frame */
     assert_int_equal(sh_wal_release(w[0], rel0), SH_OK);
+    assert_int_equal(sh_wal_mgr_check(m), SH_OK);
     sh_wal_mgr_free(m);
 
     /* restart: every key listed, each replays exactly what is unreleased */
@@ -306,6 +309,7 @@ static void test_replay_restart(void **state)
     for (int i = N; i < N + M; i++)
         append_frame(w[1], &fr[i], &slot[i], 3);
     assert_int_equal(tw_wait(m, &d->total, N + M), 0);
+    assert_int_equal(sh_wal_mgr_check(m), SH_OK);
     sh_wal_mgr_free(m);
 
     m = mgr_open(&o);
@@ -313,6 +317,7 @@ static void test_replay_restart(void **state)
     part_open(m, keys[1], &r);
     expect_replay(&r, fr, N + M, 1, -1);
     tw_replay_reset(&r);
+    assert_int_equal(sh_wal_mgr_check(m), SH_OK);
     sh_wal_mgr_free(m);
 
     for (int i = 0; i < N + M; i++)
@@ -405,6 +410,7 @@ static void test_torn_tail(void **state)
     for (int i = 0; i < N; i++)
         append_frame(w, &fr[i], &slot[i], 1);
     assert_int_equal(tw_wait(m, &d->total, N), 0);
+    assert_int_equal(sh_wal_mgr_check(m), SH_OK);
     sh_wal_mgr_free(m);
 
     segfind_t sf = {.mi = mi};
@@ -448,6 +454,7 @@ static void test_torn_tail(void **state)
                 append_frame(ww, &more[i], &s2[i], 1);
             }
             assert_int_equal(tw_wait(mm, &d2->total, 3), 0);
+            assert_int_equal(sh_wal_mgr_check(mm), SH_OK);
             sh_wal_mgr_free(mm);
             mm = mgr_open(&o2);
             part_open(mm, "a", &r);
@@ -459,6 +466,7 @@ static void test_torn_tail(void **state)
                 assert_memory_equal(r.f[j + i].data, more[i].buf, more[i].len);
             }
             tw_replay_reset(&r);
+            assert_int_equal(sh_wal_mgr_check(mm), SH_OK);
             sh_wal_mgr_free(mm);
             tw_done_free(d2);
             sh_wal_memio_free(m2);
@@ -536,6 +544,7 @@ static void test_recycled_stale_frames(void **state)
         append_frame(b, &fb[i], &slot[NA + i], 1);
     }
     assert_int_equal(tw_wait(m, &d->total, NA + NB), 0);
+    assert_int_equal(sh_wal_mgr_check(m), SH_OK);
     sh_wal_mgr_free(m);
 
     /* the premise: B's newest frame sits in a recycled file, A's old
@@ -556,6 +565,7 @@ static void test_recycled_stale_frames(void **state)
     part_open(m, "B", &r);
     expect_replay(&r, fb, NB, 1, -1);
     tw_replay_reset(&r);
+    assert_int_equal(sh_wal_mgr_check(m), SH_OK);
     sh_wal_mgr_free(m);
     for (int i = 0; i < NA; i++)
         free(fa[i].buf);
@@ -610,6 +620,7 @@ static void test_recycle_no_growth(void **state)
     assert_true(st.segments_created <= 2 * o.pool_segments + 3);
     assert_true(st.segments_recycled >= 100);
     assert_true(st.live_segments <= 2);
+    assert_int_equal(sh_wal_mgr_check(m), SH_OK);
     sh_wal_mgr_free(m);
     free(slot);
     tw_done_free(d);
@@ -653,6 +664,7 @@ static void test_backpressure(void **state)
     assert_int_equal(sh_wal_append_start(p, n, n, &iov, 1, tw_done_cb, &slot[n]), SH_OK);
     assert_int_equal(tw_wait(m, &d->total, n + 1), 0);
     assert_int_equal(d->err[n], SH_OK);
+    assert_int_equal(sh_wal_mgr_check(m), SH_OK);
     sh_wal_mgr_free(m);
     tw_done_free(d);
 
@@ -676,6 +688,7 @@ static void test_backpressure(void **state)
     assert_int_equal(sh_wal_append_start(q, 4, 4, &iov, 1, tw_done_cb, &slot[k]), SH_OK);
     k++;
     assert_int_equal(tw_wait(m, &d->total, k), 0);
+    assert_int_equal(sh_wal_mgr_check(m), SH_OK);
     sh_wal_mgr_free(m);
     tw_done_free(d);
     sh_wal_memio_free(mi);
@@ -726,6 +739,7 @@ static void fatal_case(sh_wal_memio_op_t op, const char *what)
     }
     assert_int_equal(sh_wal_durable_offset(w), 0);
     assert_int_equal(sh_wal_append_start(w, 9, 9, &iov, 1, tw_done_cb, &slot[4]), SH_E_IO);
+    assert_int_equal(sh_wal_mgr_check(m), SH_OK);
     sh_wal_mgr_free(m);
     assert_int_equal(fat.calls, 1); /* no retry, not even at shutdown */
     tw_done_free(d);
@@ -769,12 +783,14 @@ static void test_short_writes(void **state)
     sh_wal_stats_t st;
     sh_wal_mgr_stats(m, &st);
     assert_true(sh_wal_memio_calls(mi, SH_WAL_MEMIO_PWRITEV) > st.frame_bytes / 7);
+    assert_int_equal(sh_wal_mgr_check(m), SH_OK);
     sh_wal_mgr_free(m);
     m = mgr_open(&o);
     tw_replay_t r = {0};
     part_open(m, "short", &r);
     expect_replay(&r, fr, N, 0, -1);
     tw_replay_reset(&r);
+    assert_int_equal(sh_wal_mgr_check(m), SH_OK);
     sh_wal_mgr_free(m);
     for (int i = 0; i < N; i++)
         free(fr[i].buf);
@@ -808,6 +824,7 @@ static void test_block_append(void **state)
     assert_memory_equal(r.f[0].data, b->data + 100, 2000);
     tw_replay_reset(&r);
     sh_block_unref(b);
+    assert_int_equal(sh_wal_mgr_check(m), SH_OK);
     sh_wal_mgr_free(m);
     tw_done_free(d);
     sh_wal_memio_free(mi);
@@ -843,6 +860,7 @@ static void test_delete(void **state)
     assert_int_equal(sh_wal_append_start(w, 0, 0, &iov, 1, tw_done_cb, &slot[k]), SH_OK);
     k++;
     assert_int_equal(tw_wait(m, &d->total, k), 0);
+    assert_int_equal(sh_wal_mgr_check(m), SH_OK);
     sh_wal_mgr_free(m);
 
     m = mgr_open(&o);
@@ -854,6 +872,7 @@ static void test_delete(void **state)
     part_open(m, "keep", &r);
     assert_int_equal(r.n, 20);
     tw_replay_reset(&r);
+    assert_int_equal(sh_wal_mgr_check(m), SH_OK);
     sh_wal_mgr_free(m);
     tw_done_free(d);
     sh_wal_memio_free(mi);
@@ -895,6 +914,7 @@ static void test_bad_args(void **state)
     assert_int_equal(tw_wait(m, &d->total, 2), 0);
     assert_int_equal(sh_wal_durable_offset(w), 5);
     assert_int_equal(d->total, 2);
+    assert_int_equal(sh_wal_mgr_check(m), SH_OK);
     sh_wal_mgr_free(m);
     tw_done_free(d);
     sh_wal_memio_free(mi);
@@ -921,6 +941,7 @@ static void test_corrupt_header_moved_aside(void **state)
     /* new files do not reuse the set-aside name */
     assert_int_equal(sh_wal_memio_get(mi, DIR_ "/wal-0000009a.seg", &data, &len), SH_OK);
     free(data);
+    assert_int_equal(sh_wal_mgr_check(m), SH_OK);
     sh_wal_mgr_free(m);
     sh_wal_memio_free(mi);
 }
@@ -954,12 +975,14 @@ static void test_posix(void **state)
     }
     assert_int_equal(tw_wait(m, &d->total, N), 0);
     assert_int_equal(sh_wal_release(w, 49), SH_OK);
+    assert_int_equal(sh_wal_mgr_check(m), SH_OK);
     sh_wal_mgr_free(m);
     assert_int_equal(sh_wal_mgr_new(dir, &o, &m), SH_OK);
     tw_replay_t r = {0};
     w = part_open(m, "0123abcd-0", &r);
     expect_replay(&r, fr, N, 0, 49);
     tw_replay_reset(&r);
+    assert_int_equal(sh_wal_mgr_check(m), SH_OK);
     sh_wal_mgr_free(m);
     for (int i = 0; i < N; i++)
         free(fr[i].buf);
@@ -1030,8 +1053,43 @@ static void test_idle_partition_memory(void **state)
         assert_true(idle <= pinned);
         assert_true((idle - before) / P < 512); /* target: under 4 KiB */
     }
+    assert_int_equal(sh_wal_mgr_check(m), SH_OK);
     sh_wal_mgr_free(m);
     free(slot);
+    tw_done_free(d);
+    sh_wal_memio_free(mi);
+}
+
+/* Everything released before a clean stop: the restart recycles all the
+ * old segments and the byte accounting must come back to zero, not wrap. */
+static void test_restart_all_released(void **state)
+{
+    (void)state;
+    sh_wal_memio_t *mi = fs_new();
+    sh_wal_opts_t o = opts_mem(mi, 16 << 10);
+    static uint8_t payload[3000];
+    struct iovec iov = {payload, sizeof(payload)};
+    tw_done_t *d = tw_done_new(64);
+    tw_slot_t slot[64];
+    int k = 0;
+    for (int round = 0; round < 3; round++) {
+        sh_wal_mgr_t *m = mgr_open(&o);
+        sh_wal_stats_t st;
+        sh_wal_mgr_stats(m, &st);
+        assert_true(st.live_bytes < 2 * o.segment_bytes);
+        sh_wal_t *w = part_open(m, "r", NULL);
+        int64_t base = sh_wal_last_offset(w) + 1;
+        for (int i = 0; i < 12; i++, k++) {
+            slot[k] = (tw_slot_t){d, k};
+            assert_int_equal(sh_wal_append_start(w, base + i, base + i, &iov, 1, tw_done_cb,
+                                                 &slot[k]),
+                             SH_OK);
+        }
+        assert_int_equal(tw_wait(m, &d->total, k), 0);
+        assert_int_equal(sh_wal_release(w, base + 11), SH_OK);
+        assert_int_equal(sh_wal_mgr_check(m), SH_OK);
+        sh_wal_mgr_free(m);
+    }
     tw_done_free(d);
     sh_wal_memio_free(mi);
 }
@@ -1058,6 +1116,7 @@ int main(void)
         cmocka_unit_test(test_corrupt_header_moved_aside),
         cmocka_unit_test(test_posix),
         cmocka_unit_test(test_idle_partition_memory),
+        cmocka_unit_test(test_restart_all_released),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

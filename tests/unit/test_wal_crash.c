@@ -29,6 +29,7 @@
 
 #include "common/sh_log.h"
 #include "test_wal_util.h"
+#include "wal/sh_wal_int.h"
 
 #define DIR_ "/d/wal"
 #define NKEYS 3
@@ -126,6 +127,7 @@ static void workload(run_t *r)
         }
     }
     assert_int_equal(wait_done(m, r, NFRAMES), 0);
+    assert_int_equal(sh_wal_mgr_check(m), SH_OK);
     sh_wal_mgr_free(m);
 }
 
@@ -217,6 +219,7 @@ static void after_cut(run_t *r, sh_wal_memio_t *fs, uint64_t step, uint32_t seed
                          SH_OK);
     }
     assert_int_equal(tw_wait(m, &d->total, NKEYS), 0);
+    assert_int_equal(sh_wal_mgr_check(m), SH_OK);
     sh_wal_mgr_free(m);
 
     assert_int_equal(sh_wal_mgr_new(DIR_, &o, &m), SH_OK);
@@ -233,6 +236,7 @@ static void after_cut(run_t *r, sh_wal_memio_t *fs, uint64_t step, uint32_t seed
         tw_replay_reset(&again);
         tw_replay_reset(&rep[k]);
     }
+    assert_int_equal(sh_wal_mgr_check(m), SH_OK);
     sh_wal_mgr_free(m);
     tw_done_free(d);
 }
