@@ -10,5 +10,8 @@
 
 void sh_api_versions_handle(sh_broker_t *b, sh_request_t *req);
 void sh_api_metadata_handle(sh_broker_t *b, sh_request_t *req);
+void sh_api_produce_handle(sh_broker_t *b, sh_request_t *req);
+void sh_api_fetch_handle(sh_broker_t *b, sh_request_t *req);
+void sh_api_list_offsets_handle(sh_broker_t *b, sh_request_t *req);
 
 #endif
