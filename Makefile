@@ -18,6 +18,9 @@
 CC      ?= cc
 CFLAGS  ?= -O2 -g
 override CFLAGS += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -I. -pthread -MMD -MP
+# libpq's headers live in their own directory on Debian (libpq-dev)
+PQ_CFLAGS := $(shell pkg-config --cflags libpq 2>/dev/null || echo -I/usr/include/postgresql)
+override CFLAGS += $(PQ_CFLAGS)
 LDLIBS  := -lsqlite3 -lpq -llz4 -lzstd -lsnappy -lz -lssl -lcrypto -lcurl -lpthread -lm
 PYTHON  := /usr/bin/python3
 

@@ -141,13 +141,45 @@ out:
 }
 
 /*
+ * The value of every "password=" query parameter becomes "***" (libpq
+ * URIs may carry the password there as well as before the '@'). Takes r
+ * and returns its replacement; NULL (r freed) when out of memory.
+ */
+static char *sh_meta_url_redact_query(char *r)
+{
+    char *q = strchr(r, '?');
+    while (q) {
+        char *p = q + 1;
+        char *end = p + strcspn(p, "&#");
+        if (strncasecmp(p, "password=", 9) == 0) {
+            char *v = p + 9;
+            size_t tail = strlen(end);
+            size_t off = (size_t)(v - r);
+            char *nr = malloc(off + 3 + tail + 1);
+            if (!nr) {
+                free(r);
+                return NULL;
+            }
+            memcpy(nr, r, off);
+            memcpy(nr + off, "***", 3);
+            memcpy(nr + off + 3, end, tail + 1);
+            free(r);
+            r = nr;
+            end = r + off + 3;
+        }
+        q = *end == '&' ? end : NULL;
+    }
+    return r;
+}
+
+/*
  * Copy of url with any password replaced by "***", for log lines:
  * PostgreSQL URLs carry credentials and logs are shipped around.
  */
 static char *sh_meta_url_redact(const char *url)
 {
     char *r = strdup(url);
-    if (!r)
+    if (!r || !(r = sh_meta_url_redact_query(r)))
         return NULL;
     char *auth = strstr(r, "://");
     if (!auth)
@@ -222,6 +254,8 @@ sh_err_t sh_meta_open(const char *url, sh_meta_t **out)
         return SH_E_INVAL;
     }
     sh_err_t err;
+    const sh_meta_backend_t *be = &sh_meta_sqlite_backend;
+    sh_meta_conn_t *c = NULL;
     char *shown = sh_meta_url_redact(url);
     if (!shown)
         return SH_E_NOMEM;
@@ -234,12 +268,11 @@ sh_err_t sh_meta_open(const char *url, sh_meta_t **out)
             path = sep + 3;
         } else if ((slen == 10 && strncasecmp(url, "postgresql", 10) == 0) ||
                    (slen == 8 && strncasecmp(url, "postgres", 8) == 0)) {
-            sh_log(SH_LOG_ERROR, "meta",
-                   "metadata URL \"%s\": the PostgreSQL backend is not available in "
-                   "this build; use sqlite:///path/to/meta.db",
-                   shown);
-            err = SH_E_UNSUPPORTED;
-            goto fail;
+            /* libpq takes the URL as it is (its own query parameters,
+             * PG* environment for what is missing) */
+            be = &sh_meta_pg_backend;
+            err = sh_meta_pg_connect(url, shown, &c);
+            goto opened;
         } else {
             sh_log(SH_LOG_ERROR, "meta",
                    "metadata URL \"%s\" has an unknown scheme \"%.*s\"; expected "
@@ -262,17 +295,17 @@ sh_err_t sh_meta_open(const char *url, sh_meta_t **out)
         goto fail;
     }
 
-    sh_meta_conn_t *c;
     err = sh_meta_sqlite_connect(path, shown, &c);
+opened:
     if (err != SH_OK)
         goto fail;
-    err = sh_meta_open_backend(&sh_meta_sqlite_backend, c, out);
+    err = sh_meta_open_backend(be, c, out);
     if (err != SH_OK)
         goto fail;
     int dbv = 0, codev = 0;
     sh_meta_schema_version(*out, &dbv, &codev);
     sh_log(SH_LOG_INFO, "meta", "opened metadata store \"%s\" (%s, schema version %d)",
-           shown, sh_meta_sqlite_backend.name, dbv);
+           shown, be->name, dbv);
     free(shown);
     return SH_OK;
 fail:

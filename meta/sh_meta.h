@@ -75,7 +75,10 @@
  *   sqlite://rel/path.db    path relative to the working directory
  *   sqlite://:memory:       private in-memory database (tests only)
  *   /abs/path.db, rel.db    a plain path (no "://") means SQLite
- *   postgresql://..., postgres://...  SH_E_UNSUPPORTED for now
+ *   postgresql://user:pw@host:port/db?param=value, postgres://...
+ *                           PostgreSQL: handed to libpq as a connection
+ *                           URI; PG* environment variables fill what it
+ *                           leaves out (docs/operations-postgresql.md)
  *   any other scheme        SH_E_UNSUPPORTED
  *
  * The file is created if missing (its directory must exist). Migrations
@@ -89,7 +92,7 @@ sh_err_t sh_meta_open(const char *url, sh_meta_t **out);
  * thread), stop the worker, close the database, free m. NULL is a no-op. */
 void sh_meta_close(sh_meta_t *m);
 
-/* "sqlite" (later "postgresql"), for logs. */
+/* "sqlite" or "postgresql", for logs. */
 const char *sh_meta_backend_name(const sh_meta_t *m);
 
 /* The schema version stored in the database and the newest this build

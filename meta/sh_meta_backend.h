@@ -1,6 +1,6 @@
 /*
- * sh_meta_backend.h - what a metadata backend implements (SQLite now,
- * PostgreSQL next, fakes in tests).
+ * sh_meta_backend.h - what a metadata backend implements (SQLite,
+ * PostgreSQL, fakes in tests).
  *
  * Every entry is a synchronous operation on one connection, with the same
  * meaning, arguments and results as the public sh_meta_* function of the
@@ -146,5 +146,15 @@ extern const sh_meta_backend_t sh_meta_sqlite_backend;
 extern const sh_meta_migration_t sh_meta_sqlite_migrations[];
 extern const int sh_meta_sqlite_migrations_count;
 sh_err_t sh_meta_sqlite_connect(const char *path, const char *url, sh_meta_conn_t **out);
+
+/* The PostgreSQL backend (sh_meta_pg.c, schema in sh_meta_pg_schema.c).
+ * url: the postgresql:// URL as configured (handed to libpq, password
+ * included); shown: the redacted form for log lines. Connects (an
+ * unreachable server or bad credentials fail here, logged once) and
+ * applies migrations under an advisory lock. */
+extern const sh_meta_backend_t sh_meta_pg_backend;
+extern const sh_meta_migration_t sh_meta_pg_migrations[];
+extern const int sh_meta_pg_migrations_count;
+sh_err_t sh_meta_pg_connect(const char *url, const char *shown, sh_meta_conn_t **out);
 
 #endif
