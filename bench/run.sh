@@ -31,6 +31,8 @@
 #                          the disk probes (put it on the disk to measure)
 #   SHBENCH_OUT=DIR        results directory (default build/bench/results/<time>)
 #   SHBENCH_SH_ARGS="..."  extra arguments for bin/streamhouse-server
+#   SHBENCH_BUILD=0        do not run `make all`; use bin/streamhouse-server
+#                          as it is (recorded in machine.txt)
 #
 # Processes: the script starts brokers and clients itself, remembers their
 # pids and stops exactly those on exit (trap), including on Ctrl-C.
@@ -101,7 +103,8 @@ fi
 SH_NA=
 if [ "$USE_SH" != 1 ]; then
     SH_NA="skipped (SHBENCH_STREAMHOUSE=0)"
-elif ! ${MAKE:-make} -s all >"$OUT/logs/build-streamhouse.log" 2>&1; then
+elif [ "${SHBENCH_BUILD:-1}" = 1 ] &&
+     ! ${MAKE:-make} -s all >"$OUT/logs/build-streamhouse.log" 2>&1; then
     SH_NA="server does not build (make all failed, see logs/build-streamhouse.log)"
 elif [ ! -x "$SH_SERVER" ]; then
     SH_NA="$SH_SERVER missing"
@@ -121,6 +124,8 @@ fi
     echo "kernel: $(uname -r)"
     echo "librdkafka: $(pkg-config --modversion rdkafka 2>/dev/null || echo unknown)"
     echo "git: $(git rev-parse --short HEAD 2>/dev/null)"
+    [ "${SHBENCH_BUILD:-1}" = 1 ] ||
+        echo "server: $SH_SERVER not rebuilt (SHBENCH_BUILD=0), built $(date -u -r "$SH_SERVER" +%Y-%m-%dT%H:%M:%SZ 2>/dev/null)"
 } > "$OUT/machine.txt"
 
 # ---------------------------------------------------------------- workloads
