@@ -10,12 +10,14 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/sh_clock.h"
 #include "common/sh_log.h"
 #include "storage/sh_objstore_impl.h"
+#include "storage/sh_objstore_s3.h"
 
 sh_err_t sh_objstore_base_init(sh_objstore_t *s, const sh_objstore_ops_t *ops,
                                const char *url)
@@ -51,9 +53,10 @@ sh_err_t sh_objstore_open(const char *url, sh_objstore_t **out)
         return SH_E_INVAL;
     }
     if (strncmp(url, "s3://", 5) == 0) {
-        sh_log(SH_LOG_ERROR, "objstore",
-               "object store \"%s\" is not supported: the s3:// backend is not built yet", url);
-        return SH_E_UNSUPPORTED;
+        sh_objstore_s3_options_t o;
+        sh_objstore_s3_options_init(&o);
+        sh_objstore_s3_options_env(&o);
+        return sh_objstore_s3_open(url, &o, out);
     }
     const char *dir = NULL;
     if (strncmp(url, "file://", 7) == 0) {
@@ -268,4 +271,57 @@ sh_err_t sh_objstore_wait_idle(sh_objstore_t *s, int timeout_ms)
         sh_objstore_poll(s, left > 100 ? 100 : (int)left);
     }
     return SH_OK;
+}
+
+typedef struct sh_objstore_probe {
+    bool done;
+    bool abandoned;          /* the checker gave up; the callback frees */
+    sh_err_t err;
+    char detail[512];
+} sh_objstore_probe_t;
+
+static void sh_objstore_probe_cb(void *arg, const sh_objstore_result_t *res)
+{
+    sh_objstore_probe_t *p = arg;
+    if (p->abandoned) {
+        free(p);
+        return;
+    }
+    p->done = true;
+    p->err = res->err;
+    snprintf(p->detail, sizeof(p->detail), "%s", res->detail ? res->detail : "");
+}
+
+sh_err_t sh_objstore_check(sh_objstore_t *s, int timeout_ms, char *why, size_t whylen)
+{
+    if (whylen)
+        why[0] = '\0';
+    sh_objstore_probe_t *p = calloc(1, sizeof(*p));
+    if (!p)
+        return SH_E_NOMEM;
+    sh_err_t err = sh_objstore_list_start(s, "", NULL, 1, sh_objstore_probe_cb, p);
+    if (err != SH_OK) {
+        snprintf(why, whylen, "could not start a list request: %s", sh_err_str(err));
+        free(p);
+        return err;
+    }
+    int64_t end = sh_clock_mono_ms() + timeout_ms;
+    while (!p->done) {
+        int64_t left = end - sh_clock_mono_ms();
+        if (left <= 0)
+            break;
+        sh_objstore_poll(s, left > 100 ? 100 : (int)left);
+    }
+    if (!p->done) {
+        /* still in flight: its callback (at the latest inside
+         * sh_objstore_free) frees the probe */
+        p->abandoned = true;
+        snprintf(why, whylen, "no answer within %d ms", timeout_ms);
+        return SH_E_AGAIN;
+    }
+    err = p->err;
+    if (err != SH_OK)
+        snprintf(why, whylen, "%s", p->detail[0] ? p->detail : sh_err_str(err));
+    free(p);
+    return err;
 }

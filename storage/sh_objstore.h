@@ -75,6 +75,8 @@ typedef struct sh_objstore_result {
     sh_err_t err;                /* SH_OK, SH_E_NOTFOUND, SH_E_INVAL, SH_E_IO, ... */
     bool retriable;              /* a later retry may succeed (throttling, timeouts) */
     const char *key;             /* the operation's key; list: the prefix */
+    const char *detail;          /* failure cause for logs (e.g. S3's code and
+                                    message), or NULL */
 
     /* get */
     sh_block_t *block;           /* the bytes read; borrowed, sh_block_ref to keep */
@@ -102,10 +104,19 @@ typedef void (*sh_objstore_cb)(void *arg, const sh_objstore_result_t *res);
  *   file:///abs/dir, file:/abs/dir  local directory (absolute)
  *   file:rel/dir, file:./rel/dir    local directory relative to the cwd
  *   /abs/dir, ./rel/dir             bare paths, same as file:
- *   s3://bucket/prefix              SH_E_UNSUPPORTED until the S3 backend lands
+ *   s3://bucket/prefix              S3 or compatible; endpoint, region and
+ *                                   credentials from the AWS_* environment
+ *                                   (storage/sh_objstore_s3.h has the open
+ *                                   function that takes them as options)
  * The local directory is created if missing. SH_E_INVAL for a malformed URL.
  */
 sh_err_t sh_objstore_open(const char *url, sh_objstore_t **out);
+
+/* Startup probe: list at most one key, waiting up to timeout_ms (driving
+ * the store itself, so call it before the store joins a loop). SH_OK when
+ * the store answers; otherwise the error, with a one-line cause in why
+ * (wrong credentials, missing bucket, unreachable endpoint, ...). */
+sh_err_t sh_objstore_check(sh_objstore_t *s, int timeout_ms, char *why, size_t whylen);
 
 /* Finish in-flight operations (their callbacks run from inside this call,
  * on the calling thread) and release the store. NULL is a no-op. */
