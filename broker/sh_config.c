@@ -928,6 +928,12 @@ static void mask_url_password(char *v)
     memcpy(colon + 1, "****", 4);
 }
 
+bool sh_config_key_sensitive(int key)
+{
+    const char *n = sh_config_keys[key].name;
+    return strstr(n, "secret") || strstr(n, "password");
+}
+
 void sh_config_log(const sh_config_t *c)
 {
     static const char *const src_name[] = {"default", "file", "override"};
@@ -936,6 +942,8 @@ void sh_config_log(const sh_config_t *c)
         sh_config_value_str(c, i, v, sizeof(v));
         if (sh_config_keys[i].type == SH_CONFIG_STR && strlen(v) + 8 < sizeof(v))
             mask_url_password(v);
+        if (v[0] && sh_config_key_sensitive(i))
+            snprintf(v, sizeof(v), "****");
         sh_log(SH_LOG_INFO, "config", "%s = %s (%s)", sh_config_keys[i].name,
                v[0] ? v : "<derived>", src_name[c->source[i]]);
     }

@@ -119,6 +119,46 @@ bool sh_config_check_nonempty(const char *v, char *why, size_t n);
       sh_config_check_storage_url,                                            \
       "Object store for segments: file:///abs/dir or s3://bucket[/prefix];" \
       " default file://<log.dirs>/objects")                                   \
+    X("streamhouse.s3.endpoint", s3_endpoint, STR, "", 0, 0, NULL,           \
+      "S3-compatible endpoint, http(s)://host[:port]; empty: AWS "          \
+      "(https://s3.<region>.amazonaws.com) or AWS_ENDPOINT_URL_S3/"         \
+      "AWS_ENDPOINT_URL")                                                     \
+    X("streamhouse.s3.region", s3_region, STR, "us-east-1", 0, 0, NULL,      \
+      "Region requests are signed for; unset: AWS_REGION, "                 \
+      "AWS_DEFAULT_REGION, then us-east-1")                                   \
+    X("streamhouse.s3.path.style", s3_path_style, BOOL, "true", 0, 0, NULL,  \
+      "Path-style URLs (host/bucket/key) instead of virtual-hosted "        \
+      "(bucket.host/key); unset: true with an endpoint, false for AWS")     \
+    X("streamhouse.s3.access.key.id", s3_access_key_id, STR, "", 0, 0, NULL, \
+      "Access key id; empty: AWS_ACCESS_KEY_ID (and AWS_SESSION_TOKEN)")    \
+    X("streamhouse.s3.secret.access.key", s3_secret_access_key, STR, "", 0,  \
+      0, NULL, "Secret access key (never logged); empty: "                  \
+      "AWS_SECRET_ACCESS_KEY")                                                \
+    X("streamhouse.s3.max.inflight", s3_max_inflight, INT, "64", 1, 4096,    \
+      NULL, "S3 requests in flight at once; more wait in a queue")           \
+    X("streamhouse.s3.max.attempts", s3_max_attempts, INT, "6", 1, 100,      \
+      NULL, "Tries per S3 request (first included) on 5xx, throttling, "    \
+      "timeouts and connection errors")                                       \
+    X("streamhouse.s3.connect.timeout.ms", s3_connect_timeout_ms, LONG,      \
+      "5000", 100, 600000, NULL, "TCP and TLS connect timeout")              \
+    X("streamhouse.s3.request.timeout.ms", s3_request_timeout_ms, LONG,      \
+      "120000", 1000, 3600000, NULL,                                          \
+      "Longest one S3 request may take (a stalled transfer fails sooner)")   \
+    X("streamhouse.s3.read.rate", s3_read_rate, INT, "5500", 0, INT32_MAX,   \
+      NULL, "GET/HEAD requests per second at most (0: no limit)")            \
+    X("streamhouse.s3.write.rate", s3_write_rate, INT, "3500", 0, INT32_MAX, \
+      NULL, "PUT/POST/DELETE requests per second at most (0: no limit)")     \
+    X("streamhouse.s3.list.rate", s3_list_rate, INT, "100", 0, INT32_MAX,    \
+      NULL, "LIST requests per second at most (0: no limit)")                \
+    X("streamhouse.s3.breaker.failures", s3_breaker_failures, INT, "5", 0,   \
+      INT32_MAX, NULL, "Consecutive failed S3 requests that pause all "     \
+      "requests for a cooldown (0: never pause)")                             \
+    X("streamhouse.s3.breaker.cooldown.ms", s3_breaker_cooldown_ms, LONG,    \
+      "5000", 1, 3600000, NULL, "First pause after the endpoint failed; "   \
+      "one request then probes it, and the pause doubles while it fails")    \
+    X("streamhouse.s3.multipart.part.bytes", s3_multipart_part_bytes, LONG,  \
+      "16777216", 5242880, 5368709120LL, NULL,                                \
+      "Objects larger than this are uploaded in parts of this size")         \
     X("streamhouse.metadata.url", metadata_url, STR, "", 0, 0,               \
       sh_config_check_metadata_url,                                           \
       "Metadata database: sqlite:///abs/file.db or postgresql://...; "     \
@@ -250,6 +290,10 @@ sh_err_t sh_config_finalize(sh_config_t *c, char *err, size_t errlen);
 
 /* Log the effective configuration, one INFO line per key. */
 void sh_config_log(const sh_config_t *c);
+
+/* Keys whose values are secrets (names with "secret" or "password"):
+ * never logged, never shown to clients. */
+bool sh_config_key_sensitive(int key);
 
 /* Key lookup by name or alias; -1 if unknown. */
 int sh_config_key_find(const char *name);
