@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/sh_err.h"
 #include "protocol/sh_wire.h" /* sh_uuid_t */
 
 /* Kafka's cluster id: base64url (no padding) of 16 random bytes. */
@@ -139,5 +140,48 @@ typedef struct sh_meta_group_summary {
     int64_t offsets;            /* committed offsets it holds, >= 1 */
     int64_t last_commit_ms;     /* newest commit_ms among them */
 } sh_meta_group_summary_t;
+
+/* Idempotent producers (docs/idempotence.md). Epochs are Kafka's int16;
+ * InitProducerId hands out 0..SH_META_PRODUCER_EPOCH_MAX and moves to a
+ * new producer id past it (Kafka's "epoch exhausted" rule). */
+#define SH_META_PRODUCER_EPOCH_MAX 32766
+
+/* The epoch record of one producer id, shared by every broker: the
+ * current epoch, the one before the last bump (so a retried bump whose
+ * answer was lost gets the same answer, KIP-360) and when the id was last
+ * initialised, bumped or seen in a partition snapshot (expiry). */
+typedef struct sh_meta_producer {
+    int64_t producer_id;
+    int16_t epoch;
+    int16_t last_epoch;         /* -1 before the first bump */
+    int64_t updated_ms;
+} sh_meta_producer_t;
+
+/* A producer a partition saw since its previous snapshot. The snapshot
+ * write raises the id's record to this epoch (never lowers it), refreshes
+ * its time, and reports the recorded epoch: one above `epoch` means the
+ * producer was fenced elsewhere and the partition must refuse it. */
+typedef struct sh_meta_producer_touch {
+    int64_t producer_id;
+    int16_t epoch;              /* in */
+    int64_t seen_ms;            /* in: wall clock of its last append */
+    int16_t recorded_epoch;     /* out */
+} sh_meta_producer_touch_t;
+
+/* One partition's producer state as of as_of_offset (exclusive), written
+ * before the chunk commit that moves the high watermark to that offset.
+ * data is opaque text (storage/sh_producer_state.c), NUL-terminated. */
+typedef struct sh_meta_producer_snapshot {
+    sh_meta_tp_t tp;
+    int32_t leader_epoch;       /* written only while the partition has it */
+    int64_t as_of_offset;
+    const char *data;
+    sh_meta_producer_touch_t *touched; /* in/out, may be NULL when ntouched is 0 */
+    size_t ntouched;
+    /* out: SH_OK, SH_E_FENCED (another leader epoch: nothing written),
+     * SH_KERR_UNKNOWN_TOPIC_OR_PARTITION (gone or being deleted), or
+     * SH_E_INVAL (as_of_offset below the committed offset) */
+    sh_err_t result;
+} sh_meta_producer_snapshot_t;
 
 #endif
