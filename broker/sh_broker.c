@@ -24,6 +24,7 @@
 #include "broker/sh_conn.h"
 #include "broker/sh_datapath.h"
 #include "broker/sh_dispatch.h"
+#include "broker/sh_group.h"
 #include "broker/sh_meta_properties.h"
 #include "common/sh_clock.h"
 #include "common/sh_log.h"
@@ -85,7 +86,14 @@ static sh_err_t broker_meta_start(sh_broker_t *b)
     if ((err = sh_registry_load(b->registry)) != SH_OK)
         return err;
     sh_broker_set_topics(b, &sh_registry_topics_ops, b->registry);
-    return SH_OK;
+    /* groups holding committed offsets are listed again after a restart */
+    sh_group_config_t gc;
+    sh_group_config_from(&gc, cfg);
+    sh_group_clock_t gclock = sh_group_clock_loop(b->loop);
+    b->groups = sh_group_coord_new(&gc, &gclock, b->meta, &b->topics);
+    if (!b->groups)
+        return SH_E_INVAL;
+    return sh_group_coord_load(b->groups);
 }
 
 /* After the listeners are bound, so advertised ports are known. */
@@ -491,8 +499,14 @@ void sh_broker_free(sh_broker_t *b)
     /* The data path lets its upload finish while the metadata store is
      * open, and outlives the registry, whose free closes the partitions
      * through its hooks. */
+    /* Parked JoinGroup/SyncGroup get their answers (their connections are
+     * gone, so this frees them); the coordinator itself outlives the
+     * metadata store, whose last completions still report to it. */
+    sh_group_coord_stop(b->groups);
     sh_datapath_stop(b->datapath);
     broker_meta_stop(b);
+    sh_group_coord_free(b->groups);
+    b->groups = NULL;
     sh_datapath_free(b->datapath);
     b->datapath = NULL;
     if (b->loop) {

@@ -23,7 +23,18 @@ const sh_api_entry_t sh_dispatch_table[] = {
     {1, 4, 12, 4, sh_api_fetch_handle},       /* Fetch: RecordBatch v2 only */
     {2, 1, 10, 1, sh_api_list_offsets_handle}, /* ListOffsets */
     {3, 0, 12, 0, sh_api_metadata_handle},    /* Metadata */
+    {8, 2, 9, 2, sh_api_offset_commit_handle},     /* OffsetCommit: 2-9 as Kafka 4 */
+    {9, 1, 9, 1, sh_api_offset_fetch_handle},      /* OffsetFetch */
+    {10, 0, 6, 0, sh_api_find_coordinator_handle}, /* FindCoordinator */
+    {11, 0, 9, 0, sh_api_join_group_handle},       /* JoinGroup */
+    {12, 0, 4, 0, sh_api_heartbeat_handle},        /* Heartbeat */
+    {13, 0, 5, 0, sh_api_leave_group_handle},      /* LeaveGroup */
+    {14, 0, 5, 0, sh_api_sync_group_handle},       /* SyncGroup */
+    {15, 0, 5, 0, sh_api_describe_groups_handle},  /* DescribeGroups */
+    {16, 0, 5, 0, sh_api_list_groups_handle},      /* ListGroups */
     {18, 0, 4, 0, sh_api_versions_handle},    /* ApiVersions */
+    {42, 0, 2, 0, sh_api_delete_groups_handle},    /* DeleteGroups */
+    {47, 0, 0, 0, sh_api_offset_delete_handle},    /* OffsetDelete */
 };
 
 const size_t sh_dispatch_count = sizeof(sh_dispatch_table) / sizeof(sh_dispatch_table[0]);

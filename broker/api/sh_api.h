@@ -13,5 +13,16 @@ void sh_api_metadata_handle(sh_broker_t *b, sh_request_t *req);
 void sh_api_produce_handle(sh_broker_t *b, sh_request_t *req);
 void sh_api_fetch_handle(sh_broker_t *b, sh_request_t *req);
 void sh_api_list_offsets_handle(sh_broker_t *b, sh_request_t *req);
+void sh_api_offset_commit_handle(sh_broker_t *b, sh_request_t *req);
+void sh_api_offset_fetch_handle(sh_broker_t *b, sh_request_t *req);
+void sh_api_find_coordinator_handle(sh_broker_t *b, sh_request_t *req);
+void sh_api_join_group_handle(sh_broker_t *b, sh_request_t *req);
+void sh_api_heartbeat_handle(sh_broker_t *b, sh_request_t *req);
+void sh_api_leave_group_handle(sh_broker_t *b, sh_request_t *req);
+void sh_api_sync_group_handle(sh_broker_t *b, sh_request_t *req);
+void sh_api_describe_groups_handle(sh_broker_t *b, sh_request_t *req);
+void sh_api_list_groups_handle(sh_broker_t *b, sh_request_t *req);
+void sh_api_delete_groups_handle(sh_broker_t *b, sh_request_t *req);
+void sh_api_offset_delete_handle(sh_broker_t *b, sh_request_t *req);
 
 #endif
