@@ -5,9 +5,11 @@
 #   make run        install what is missing, build, start one broker (configs/server.properties)
 #   make test       install what is missing, then every test: unit, ASan+UBSan, fuzz, end to end
 #   make unit       cmocka unit tests (normal build)
+#   make unit-pg    metadata conformance + PostgreSQL tests against a throwaway server
 #   make asan       ASan+UBSan build of the unit tests, and run them
 #   make fuzz       libFuzzer targets for a bounded time over their corpora
 #   make compat     kafka-compat-suite against the built broker
+#   make compat-pg  the same, every broker on PostgreSQL metadata (META=postgresql)
 #   make check-layers  enforce the include rule between layers
 #   make gen        regenerate protocol/generated from protocol/spec
 #   make clean
@@ -79,6 +81,7 @@ endef
 $(foreach t,$(FUZZ_SRC:tests/fuzz/%.c=%),$(eval $(call fuzz_rule,$(t))))
 
 .PHONY: all run test unit unit-build asan fuzz fuzz-build compat deps deps-test clean check-layers gen check-gen
+.PHONY: unit-pg compat-pg
 
 all: bin/streamhouse-server
 
@@ -94,6 +97,13 @@ unit-build: $(UNIT_BIN)
 
 unit: $(UNIT_BIN)
 	@tests/tools/run-unit.sh $(UNIT_BIN)
+
+# The metadata conformance suite and tests/unit/test_meta_pg*.c against a
+# throwaway PostgreSQL server; pg-start.sh --run stops it however the
+# tests end.
+PG_UNIT_BIN := $(BUILD)/tests/test_meta_conformance $(filter $(BUILD)/tests/test_meta_pg%,$(UNIT_BIN))
+unit-pg: $(PG_UNIT_BIN)
+	@tests/tools/pg-start.sh --run tests/tools/run-unit.sh $(PG_UNIT_BIN)
 
 asan:
 	$(MAKE) BUILD=$(ASAN_BUILD) CC=clang \
@@ -126,6 +136,7 @@ test: deps-test
 	$(MAKE) check-layers
 	$(MAKE) check-gen
 	$(MAKE) unit
+	$(MAKE) unit-pg
 	$(MAKE) asan
 	$(MAKE) fuzz
 	$(MAKE) compat

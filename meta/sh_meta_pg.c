@@ -272,6 +272,33 @@
     X(PID_INSERT, 'W', "INSERT INTO producer_id_blocks (first_id, "            \
                        "block_size, broker_id, allocated_ms) VALUES ($1, $2, " \
                        "$3, $4)")                                              \
+    X(PRODUCER_INIT, 'W', "INSERT INTO producers (producer_id, epoch, "        \
+                          "last_epoch, updated_ms) VALUES ($1, 0, -1, $2)")    \
+    X(PRODUCER_GET, 'R', "SELECT epoch, last_epoch, updated_ms FROM "          \
+                         "producers WHERE producer_id = $1")                   \
+    X(PRODUCER_SET, 'W', "UPDATE producers SET epoch = $2, last_epoch = $3, "  \
+                         "updated_ms = GREATEST(updated_ms, $4) WHERE "        \
+                         "producer_id = $1")                                   \
+    X(PRODUCER_EPOCHS, 'R',                                                    \
+      "SELECT p.epoch FROM unnest($1::bigint[]) WITH ORDINALITY AS k(id, ord) "\
+      "LEFT JOIN producers p ON p.producer_id = k.id ORDER BY k.ord")          \
+    X(PRODUCER_TOUCH, 'W',                                                     \
+      "INSERT INTO producers (producer_id, epoch, last_epoch, updated_ms) "    \
+      "VALUES ($1, $2, -1, $3) ON CONFLICT (producer_id) DO UPDATE SET epoch " \
+      "= GREATEST(producers.epoch, excluded.epoch), updated_ms = "             \
+      "GREATEST(producers.updated_ms, excluded.updated_ms) RETURNING epoch")   \
+    X(PRODUCERS_EXPIRE, 'W', "DELETE FROM producers WHERE updated_ms < $1")    \
+    X(PSNAP_PUT, 'W',                                                          \
+      "INSERT INTO producer_snapshots (topic_id, partition_index, "            \
+      "as_of_offset, leader_epoch, created_ms, data) VALUES ($1, $2, $3, $4, " \
+      "$5, $6) ON CONFLICT (topic_id, partition_index, as_of_offset) DO "      \
+      "UPDATE SET leader_epoch = excluded.leader_epoch, created_ms = "         \
+      "excluded.created_ms, data = excluded.data")                             \
+    X(PSNAP_TRIM, 'W', "DELETE FROM producer_snapshots WHERE topic_id = $1 "   \
+                       "AND partition_index = $2 AND as_of_offset < $3")       \
+    X(PSNAP_GET, 'R', "SELECT as_of_offset, data FROM producer_snapshots "     \
+                      "WHERE topic_id = $1 AND partition_index = $2 AND "      \
+                      "as_of_offset <= $3 ORDER BY as_of_offset DESC LIMIT 1") \
     X(OFFSETS_PUT, 'W',                                                        \
       "INSERT INTO group_offsets (group_id, topic_name, partition_index, "     \
       "committed_offset, leader_epoch, metadata, commit_ms) SELECT DISTINCT "  \
@@ -315,7 +342,8 @@ static const char pg_kind[PG__COUNT] = {PG_STATEMENTS(PG_KIND)};
 struct sh_meta_conn {
     PGconn *pg;                 /* NULL while disconnected */
     char *name;                 /* redacted URL, for log lines */
-    char *secret;               /* the password as given, to scrub messages */
+    char *secrets[3];           /* the password as written and as decoded, to
+                                 * scrub from messages; NULL when absent */
     PQconninfoOption *parsed;   /* the URL, parsed by libpq */
     const char **kw, **val;     /* what PQconnectdbParams gets */
     char *options;              /* our session options + the URL's */
@@ -357,9 +385,13 @@ static void pg_msg_clean(const sh_meta_conn_t *c, const char *in, char *out, siz
 {
     size_t o = 0;
     const char *s = in ? in : "";
-    size_t slen = c && c->secret ? strlen(c->secret) : 0;
     while (*s && o + 1 < cap) {
-        if (slen && pg_secret_at(in, s, c->secret, slen)) {
+        size_t slen = 0;
+        for (int i = 0; c && i < 3 && !slen; i++)
+            if (c->secrets[i] && c->secrets[i][0] &&
+                pg_secret_at(in, s, c->secrets[i], strlen(c->secrets[i])))
+                slen = strlen(c->secrets[i]);
+        if (slen) {
             for (const char *r = "***"; *r && o + 1 < cap; r++)
                 out[o++] = *r;
             s += slen;
@@ -1241,7 +1273,8 @@ static void pg_close(sh_meta_conn_t *c)
     free(c->kw);
     free(c->val);
     free(c->options);
-    free(c->secret);
+    for (int i = 0; i < 3; i++)
+        free(c->secrets[i]);
     free(c->name);
     free(c);
 }
@@ -1253,8 +1286,37 @@ static void pg_close(sh_meta_conn_t *c)
  * server-side timeouts go first in "options", so the URL's own options
  * (and PGOPTIONS) come after them and win.
  */
+/* strndup of the password as written in the URL, from the user info
+ * (kind 0) or a password= query parameter (kind 1); NULL when absent. */
+static char *pg_raw_password(const char *url, int kind)
+{
+    const char *auth = strstr(url, "://");
+    if (!auth)
+        return NULL;
+    auth += 3;
+    const char *end = auth + strcspn(auth, "/?#");
+    if (kind == 0) {
+        const char *at = NULL, *colon;
+        for (const char *p = auth; p < end; p++)
+            if (*p == '@')
+                at = p;
+        if (!at || !(colon = memchr(auth, ':', (size_t)(at - auth))))
+            return NULL;
+        return strndup(colon + 1, (size_t)(at - colon - 1));
+    }
+    for (const char *q = strchr(url, '?'); q; q = strchr(q + 1, '&')) {
+        if (strncasecmp(q + 1, "password=", 9) == 0)
+            return strndup(q + 10, strcspn(q + 10, "&#"));
+    }
+    return NULL;
+}
+
 static sh_err_t pg_params(sh_meta_conn_t *c, const char *url)
 {
+    /* before parsing: libpq's complaint about a malformed URL may quote
+     * the password as written */
+    c->secrets[0] = pg_raw_password(url, 0);
+    c->secrets[1] = pg_raw_password(url, 1);
     static const struct {
         const char *kw, *env, *val;
     } dflt[] = {
@@ -1294,11 +1356,9 @@ static sh_err_t pg_params(sh_meta_conn_t *c, const char *url)
             user_options = o->val;
             continue;
         }
-        if (strcmp(o->keyword, "password") == 0 && o->val[0]) {
-            free(c->secret);
-            if (!(c->secret = strdup(o->val)))
-                return SH_E_NOMEM;
-        }
+        if (strcmp(o->keyword, "password") == 0 && o->val[0] &&
+            !(c->secrets[2] = strdup(o->val)))
+            return SH_E_NOMEM;
         c->kw[k] = o->keyword;
         c->val[k++] = o->val;
     }
@@ -2712,6 +2772,230 @@ static sh_err_t pg_offsets_expire(sh_meta_conn_t *c, const char *const *groups,
     return err;
 }
 
+/* ---------------------------------------------------------------------- */
+/* Producer epochs and snapshots                                           */
+
+static sh_err_t pg_producer_init_once(sh_meta_conn_t *c, int64_t producer_id, int64_t now_ms)
+{
+    return pg_exec(c, PG_PRODUCER_INIT, "record a producer id", NULL, "II", producer_id,
+                   now_ms);
+}
+
+static sh_err_t pg_producer_init(sh_meta_conn_t *c, int64_t producer_id, int64_t now_ms)
+{
+    sh_err_t err;
+    PG_RUN(c, err, pg_producer_init_once(c, producer_id, now_ms));
+    return err;
+}
+
+/* The record of id: SH_E_NOTFOUND when there is none. */
+static sh_err_t pg_producer_read(sh_meta_conn_t *c, int64_t id, const char *what,
+                                 sh_meta_producer_t *out)
+{
+    PGresult *res;
+    sh_err_t err = pg_query(c, PG_PRODUCER_GET, what, &res, "I", id);
+    if (err != SH_OK)
+        return err;
+    if (PQntuples(res) < 1) {
+        PQclear(res);
+        return SH_E_NOTFOUND;
+    }
+    out->producer_id = id;
+    out->epoch = (int16_t)pg_int(res, 0, 0);
+    out->last_epoch = (int16_t)pg_int(res, 0, 1);
+    out->updated_ms = pg_int(res, 0, 2);
+    PQclear(res);
+    return SH_OK;
+}
+
+/* SERIALIZABLE: two brokers bumping the same id at once cannot both read
+ * the old epoch and write; the loser reruns and sees the winner's. */
+static sh_err_t pg_producer_bump_once(sh_meta_conn_t *c, int64_t producer_id, int16_t epoch,
+                                      int64_t now_ms, sh_meta_producer_t *out)
+{
+    const char *what = "bump a producer epoch";
+    sh_meta_producer_t rec;
+    sh_err_t err;
+    if ((err = pg_begin(c, 1, what)) != SH_OK)
+        goto fail;
+    if ((err = pg_producer_read(c, producer_id, what, &rec)) != SH_OK)
+        goto fail;
+    if (epoch >= rec.epoch) {
+        rec.last_epoch = epoch;
+        rec.epoch = (int16_t)(epoch + 1);
+        if (now_ms > rec.updated_ms)
+            rec.updated_ms = now_ms;
+        if ((err = pg_exec(c, PG_PRODUCER_SET, what, NULL, "IiiI", producer_id, (int)rec.epoch,
+                           (int)rec.last_epoch, now_ms)) != SH_OK)
+            goto fail;
+    } else if (epoch != rec.last_epoch) {
+        *out = rec;
+        err = SH_E_FENCED;
+        goto fail;
+    }
+    if ((err = pg_commit(c, what)) != SH_OK)
+        goto fail;
+    *out = rec;
+    return SH_OK;
+fail:
+    pg_rollback(c);
+    return err;
+}
+
+static sh_err_t pg_producer_bump(sh_meta_conn_t *c, int64_t producer_id, int16_t epoch,
+                                 int64_t now_ms, sh_meta_producer_t *out)
+{
+    sh_err_t err;
+    PG_RUN(c, err, pg_producer_bump_once(c, producer_id, epoch, now_ms, out));
+    return err;
+}
+
+static sh_err_t pg_producer_epochs_once(sh_meta_conn_t *c, const char *ids, size_t n,
+                                        int16_t *epochs)
+{
+    PGresult *res;
+    sh_err_t err = pg_query(c, PG_PRODUCER_EPOCHS, "read producer epochs", &res, "s", ids);
+    if (err != SH_OK)
+        return err;
+    if ((size_t)PQntuples(res) != n) {
+        PQclear(res);
+        return SH_E_IO;
+    }
+    for (size_t i = 0; i < n; i++)
+        epochs[i] = PQgetisnull(res, (int)i, 0) ? -1 : (int16_t)pg_int(res, (int)i, 0);
+    PQclear(res);
+    return SH_OK;
+}
+
+/* One statement over all ids (one round trip, one snapshot). */
+static sh_err_t pg_producer_epochs(sh_meta_conn_t *c, const int64_t *ids, size_t n,
+                                   int16_t *epochs)
+{
+    pg_buf_t b = {0};
+    sh_err_t err = SH_E_NOMEM;
+    for (size_t i = 0; i < n; i++)
+        pg_array_int(&b, i, ids[i]);
+    pg_array_end(&b, n);
+    if (!b.bad)
+        PG_RUN(c, err, pg_producer_epochs_once(c, b.p, n, epochs));
+    free(b.p);
+    if (err != SH_OK)
+        for (size_t i = 0; i < n; i++)
+            epochs[i] = -1;
+    return err;
+}
+
+static sh_err_t pg_producer_snapshots_put_once(sh_meta_conn_t *c,
+                                               sh_meta_producer_snapshot_t *snaps, size_t n,
+                                               int64_t now_ms)
+{
+    const char *what = "write producer snapshots";
+    sh_err_t err;
+    if ((err = pg_begin(c, 1, what)) != SH_OK)
+        goto fail;
+    for (size_t i = 0; i < n; i++) {
+        sh_meta_producer_snapshot_t *s = &snaps[i];
+        pg_pstate_t ps;
+        err = pg_partition_state(c, s->tp, what, &ps);
+        if (err == SH_KERR_UNKNOWN_TOPIC_OR_PARTITION ||
+            (err == SH_OK && ps.topic_state != SH_META_TOPIC_LIVE)) {
+            s->result = SH_KERR_UNKNOWN_TOPIC_OR_PARTITION;
+            continue;
+        }
+        if (err != SH_OK)
+            goto fail;
+        if (ps.leader_epoch != s->leader_epoch) {
+            s->result = SH_E_FENCED;
+            continue;
+        }
+        if (s->as_of_offset < ps.high_watermark) {
+            s->result = SH_E_INVAL;
+            continue;
+        }
+        if ((err = pg_exec(c, PG_PSNAP_PUT, what, NULL, "uiIiIs", &s->tp.topic_id,
+                           s->tp.partition, s->as_of_offset, s->leader_epoch, now_ms,
+                           s->data)) != SH_OK)
+            goto fail;
+        if ((err = pg_exec(c, PG_PSNAP_TRIM, what, NULL, "uiI", &s->tp.topic_id,
+                           s->tp.partition, ps.high_watermark)) != SH_OK)
+            goto fail;
+        for (size_t j = 0; j < s->ntouched; j++) {
+            sh_meta_producer_touch_t *t = &s->touched[j];
+            int64_t rec = -1;
+            if ((err = pg_scalar(c, PG_PRODUCER_TOUCH, what, &rec, "IiI", t->producer_id,
+                                 (int)t->epoch, t->seen_ms)) != SH_OK)
+                goto fail;
+            t->recorded_epoch = (int16_t)rec;
+        }
+        s->result = SH_OK;
+    }
+    if ((err = pg_commit(c, what)) != SH_OK)
+        goto fail;
+    return SH_OK;
+fail:
+    pg_rollback(c);
+    return err;
+}
+
+static sh_err_t pg_producer_snapshots_put(sh_meta_conn_t *c, sh_meta_producer_snapshot_t *snaps,
+                                          size_t n, int64_t now_ms)
+{
+    sh_err_t err;
+    PG_RUN(c, err, pg_producer_snapshots_put_once(c, snaps, n, now_ms));
+    if (err != SH_OK)
+        for (size_t i = 0; i < n; i++)
+            snaps[i].result = err;
+    return err;
+}
+
+static sh_err_t pg_producer_snapshot_get_once(sh_meta_conn_t *c, sh_meta_tp_t tp,
+                                              int64_t max_offset, sh_arena_t *a, int64_t *as_of,
+                                              const char **data)
+{
+    PGresult *res;
+    sh_err_t err = pg_query(c, PG_PSNAP_GET, "read a producer snapshot", &res, "uiI",
+                            &tp.topic_id, tp.partition, max_offset);
+    if (err != SH_OK)
+        return err;
+    if (PQntuples(res) < 1) {
+        PQclear(res);
+        return SH_E_NOTFOUND;
+    }
+    *as_of = pg_int(res, 0, 0);
+    err = pg_col_str(res, 0, 1, a, data);
+    PQclear(res);
+    return err;
+}
+
+static sh_err_t pg_producer_snapshot_get(sh_meta_conn_t *c, sh_meta_tp_t tp, int64_t max_offset,
+                                         sh_arena_t *a, int64_t *as_of, const char **data)
+{
+    sh_err_t err;
+    PG_RUN(c, err, pg_producer_snapshot_get_once(c, tp, max_offset, a, as_of, data));
+    if (err != SH_OK) {
+        *as_of = -1;
+        *data = NULL;
+    }
+    return err;
+}
+
+static sh_err_t pg_producers_expire_once(sh_meta_conn_t *c, int64_t cutoff_ms, int64_t *removed)
+{
+    int changes = 0;
+    sh_err_t err = pg_exec(c, PG_PRODUCERS_EXPIRE, "expire producer ids", &changes, "I",
+                           cutoff_ms);
+    if (err == SH_OK)
+        *removed = changes;
+    return err;
+}
+
+static sh_err_t pg_producers_expire(sh_meta_conn_t *c, int64_t cutoff_ms, int64_t *removed)
+{
+    sh_err_t err;
+    PG_RUN(c, err, pg_producers_expire_once(c, cutoff_ms, removed));
+    return err;
+}
+
 const sh_meta_backend_t sh_meta_pg_backend = {
     .name = "postgresql",
     .nthreads = 1,
@@ -2748,6 +3032,12 @@ const sh_meta_backend_t sh_meta_pg_backend = {
     .objects_unreferenced = pg_objects_unreferenced,
     .objects_forget = pg_objects_forget,
     .producer_ids_allocate = pg_producer_ids_allocate,
+    .producer_init = pg_producer_init,
+    .producer_bump = pg_producer_bump,
+    .producer_epochs = pg_producer_epochs,
+    .producer_snapshots_put = pg_producer_snapshots_put,
+    .producer_snapshot_get = pg_producer_snapshot_get,
+    .producers_expire = pg_producers_expire,
     .offsets_commit = pg_offsets_commit,
     .offsets_fetch = pg_offsets_fetch,
     .offsets_fetch_all = pg_offsets_fetch_all,
