@@ -217,11 +217,13 @@ struct sh_objstore_s3 {
     int64_t rate_wait[SH_S3_NCLASS]; /* a queue head waits for a token until then */
     int rr;                      /* round-robin start class */
     sh_s3_breaker_t breaker;
+    char last_failure[300];      /* why the endpoint looks sick, for fail-fast details */
     uint64_t rnd;
     size_t hashing;
     bool closing, cancelling;
 
     /* log throttling */
+    bool quiet;                  /* failures at DEBUG: a caller reports them */
     int64_t auth_log_next, err_log_next;
     unsigned err_log_suppressed;
 };
@@ -282,6 +284,8 @@ static void sh_s3_log_failure(sh_objstore_s3_t *st, const char *fmt, ...)
 static void sh_s3_log_failure(sh_objstore_s3_t *st, const char *fmt, ...)
 {
     int64_t now = sh_clock_mono_ms();
+    if (st->quiet)
+        return;
     if (now < st->err_log_next) {
         st->err_log_suppressed++;
         return;
@@ -1069,7 +1073,7 @@ static void sh_s3_attempt_failed(sh_s3_op_t *op, sh_s3_verdict_t v, const char *
     }
     if (v.setup) {
         int64_t now = sh_clock_mono_ms();
-        if (now >= st->auth_log_next) {
+        if (now >= st->auth_log_next && !st->quiet) {
             sh_log(SH_LOG_ERROR, "objstore",
                    "S3 refused access to bucket \"%s\" at endpoint \"%s\" (access key id \"%s\"): %s",
                    st->bucket, st->endpoint, st->access_key_id ? st->access_key_id : "(none)",
@@ -1353,10 +1357,12 @@ static void sh_s3_req_done(sh_s3_op_t *op, CURLcode rc)
         bool config = rc == CURLE_UNSUPPORTED_PROTOCOL || rc == CURLE_URL_MALFORMAT ||
                       rc == CURLE_PEER_FAILED_VERIFICATION || rc == CURLE_SSL_CACERT_BADFILE ||
                       rc == CURLE_SSL_CERTPROBLEM || rc == CURLE_NOT_BUILT_IN;
+        if (!config)
+            snprintf(st->last_failure, sizeof(st->last_failure), "%.290s", why);
         if (let && config)
             sh_s3_breaker_cancel(&st->breaker);
         else if (let && sh_s3_breaker_failure(&st->breaker, now))
-            sh_log(SH_LOG_WARN, "objstore",
+            sh_log(st->quiet ? SH_LOG_DEBUG : SH_LOG_WARN, "objstore",
                    "S3 endpoint \"%s\" is failing (%s): pausing requests for %" PRId64 " ms",
                    st->endpoint, why, st->breaker.cur_cooldown_ms);
         sh_s3_verdict_t v = {SH_E_IO, !config, true, config};
@@ -1382,15 +1388,18 @@ static void sh_s3_req_done(sh_s3_op_t *op, CURLcode rc)
     if (status < 200 || status >= 300)
         sh_s3_error_doc(op, code, sizeof(code), msg, sizeof(msg));
     sh_s3_verdict_t v = sh_s3_judge(status, code);
+    if (v.unhealthy)
+        snprintf(st->last_failure, sizeof(st->last_failure), "HTTP %ld %s", status, code);
     if (let) {
         bool changed = (status >= 200 && status < 300) || !v.unhealthy
                            ? sh_s3_breaker_success(&st->breaker)
                            : sh_s3_breaker_failure(&st->breaker, now);
         if (changed && st->breaker.state == SH_S3_BREAKER_CLOSED)
-            sh_log(SH_LOG_INFO, "objstore", "S3 endpoint \"%s\" answers again: resuming requests",
+            sh_log(st->quiet ? SH_LOG_DEBUG : SH_LOG_INFO, "objstore",
+                   "S3 endpoint \"%s\" answers again: resuming requests",
                    st->endpoint);
         else if (changed)
-            sh_log(SH_LOG_WARN, "objstore",
+            sh_log(st->quiet ? SH_LOG_DEBUG : SH_LOG_WARN, "objstore",
                    "S3 endpoint \"%s\" is failing (HTTP %ld %s): pausing requests for %" PRId64 " ms",
                    st->endpoint, status, code, st->breaker.cur_cooldown_ms);
     }
@@ -1431,9 +1440,10 @@ static void sh_s3_dispatch_one(sh_objstore_s3_t *st, sh_s3_op_t *op, int64_t now
         char name[400];
         sh_s3_name(op, name, sizeof(name));
         snprintf(op->detail, sizeof(op->detail),
-                 "S3 endpoint \"%s\" is failing; requests paused", st->endpoint);
-        sh_log(SH_LOG_DEBUG, "objstore", "could not %s \"%s\": %s", sh_s3_step_name[op->step],
-               name, op->detail);
+                 "S3 endpoint \"%s\" is failing (%s); requests paused", st->endpoint,
+                 st->last_failure[0] ? st->last_failure : "too many failed requests");
+        sh_s3_log_failure(st, "could not %s \"%s\": %s", sh_s3_step_name[op->step], name,
+                          op->detail);
         sh_s3_op_fail(op, SH_E_IO, true);
         return;
     }
@@ -1878,6 +1888,19 @@ void sh_objstore_s3_options_env(sh_objstore_s3_options_t *o)
         if (!o->session_token)
             o->session_token = sh_s3_env("AWS_SESSION_TOKEN", NULL);
     }
+}
+
+void sh_objstore_s3_set_quiet(sh_objstore_t *s, bool quiet)
+{
+    if (s && strcmp(s->ops->name, "s3") == 0)
+        ((sh_objstore_s3_t *)s)->quiet = quiet;
+}
+
+const char *sh_objstore_s3_access_key_id(const sh_objstore_t *s)
+{
+    if (!s || strcmp(s->ops->name, "s3") != 0)
+        return NULL;
+    return ((const sh_objstore_s3_t *)s)->access_key_id;
 }
 
 const char *sh_objstore_s3_endpoint(const sh_objstore_t *s)

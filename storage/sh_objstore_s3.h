@@ -20,6 +20,7 @@
 #ifndef SH_OBJSTORE_S3_H
 #define SH_OBJSTORE_S3_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "storage/sh_objstore.h"
@@ -70,5 +71,11 @@ sh_err_t sh_objstore_s3_open(const char *url, const sh_objstore_s3_options_t *op
 /* The endpoint an S3 store talks to ("https://s3.us-east-1.amazonaws.com"),
  * or NULL for other stores. For log lines. */
 const char *sh_objstore_s3_endpoint(const sh_objstore_t *s);
+/* The access key id in use (not secret; for log lines), or NULL. */
+const char *sh_objstore_s3_access_key_id(const sh_objstore_t *s);
+
+/* Quiet: operation failures are logged at DEBUG only, because the caller
+ * reports them itself (the startup probe). No-op for other stores. */
+void sh_objstore_s3_set_quiet(sh_objstore_t *s, bool quiet);
 
 #endif
