@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "broker/sh_broker.h"
+#include "broker/sh_objstore_cfg.h"
 #include "common/sh_clock.h"
 #include "common/sh_log.h"
 
@@ -289,12 +290,10 @@ sh_datapath_t *sh_datapath_new(sh_broker_t *b)
                path, sh_err_str(err), cfg->wal_segment_bytes, cfg->wal_max_bytes);
         goto fail;
     }
-    err = sh_objstore_open(cfg->storage_url, &dp->store);
-    if (err != SH_OK) {
-        sh_log(SH_LOG_ERROR, "datapath", "could not open the object store \"%s\": %s",
-               cfg->storage_url, sh_err_str(err));
+    /* s3:// takes the streamhouse.s3.* keys and is probed; logs why it failed */
+    err = sh_objstore_cfg_open(cfg, &dp->store);
+    if (err != SH_OK)
         goto fail;
-    }
     if (cfg->cache_bytes > 0 && !(dp->cache = sh_cache_new((size_t)cfg->cache_bytes)))
         goto fail;
     sh_uploader_opts_t uo = {0};
