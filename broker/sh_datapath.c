@@ -23,7 +23,6 @@
 #include <string.h>
 
 #include "broker/sh_broker.h"
-#include "broker/sh_objstore_cfg.h"
 #include "common/sh_clock.h"
 #include "common/sh_log.h"
 
@@ -111,6 +110,30 @@ void sh_datapath_kick(sh_datapath_t *dp)
     before_sleep(dp->loop, dp);
 }
 
+/* The plogs' observer: the uploader's, plus a drive pass as soon as the
+ * loop can. Appends run from any loop callback, including before-sleep
+ * hooks that run after ours (the broker's service pass reads requests),
+ * so the hook alone could miss a threshold until the next wake-up. */
+static void obs_durable(void *arg, sh_plog_t *p, size_t bytes, int64_t appended_ms)
+{
+    sh_datapath_t *dp = arg;
+    if (!dp->uploader)
+        return;
+    const sh_plog_observer_t *up = sh_uploader_observer(dp->uploader);
+    up->durable(up->arg, p, bytes, appended_ms);
+    sh_loop_timer_arm(dp->loop, &dp->upload_timer, 0);
+}
+
+static void obs_parked(void *arg, sh_plog_t *p)
+{
+    sh_datapath_t *dp = arg;
+    if (!dp->uploader)
+        return;
+    const sh_plog_observer_t *up = sh_uploader_observer(dp->uploader);
+    up->parked(up->arg, p);
+    sh_loop_timer_arm(dp->loop, &dp->upload_timer, 0);
+}
+
 /* ----------------------------------------------------------- registry hooks */
 
 static void plog_cfg_of(const sh_topic_cfg_t *tc, sh_plog_cfg_t *out)
@@ -133,7 +156,7 @@ static sh_err_t hook_open(void *arg, sh_rpartition_t *p)
     o.wal = dp->wal;
     o.meta = dp->meta;
     plog_cfg_of(&p->topic->cfg, &o.cfg);
-    o.observer = sh_uploader_observer(dp->uploader);
+    o.observer = &dp->observer;
     sh_plog_t *log = NULL;
     sh_err_t err = sh_plog_open(&o, &log);
     if (err != SH_OK)
@@ -290,10 +313,12 @@ sh_datapath_t *sh_datapath_new(sh_broker_t *b)
                path, sh_err_str(err), cfg->wal_segment_bytes, cfg->wal_max_bytes);
         goto fail;
     }
-    /* s3:// takes the streamhouse.s3.* keys and is probed; logs why it failed */
-    err = sh_objstore_cfg_open(cfg, &dp->store);
-    if (err != SH_OK)
+    err = sh_objstore_open(cfg->storage_url, &dp->store);
+    if (err != SH_OK) {
+        sh_log(SH_LOG_ERROR, "datapath", "could not open the object store \"%s\": %s",
+               cfg->storage_url, sh_err_str(err));
         goto fail;
+    }
     if (cfg->cache_bytes > 0 && !(dp->cache = sh_cache_new((size_t)cfg->cache_bytes)))
         goto fail;
     sh_uploader_opts_t uo = {0};
@@ -307,6 +332,9 @@ sh_datapath_t *sh_datapath_new(sh_broker_t *b)
     dp->uploader = sh_uploader_new(&uo);
     if (!dp->uploader)
         goto fail;
+    dp->observer.durable = obs_durable;
+    dp->observer.parked = obs_parked;
+    dp->observer.arg = dp;
 
     sh_loop_io_init(&dp->wal_io, sh_wal_mgr_fd(dp->wal), on_wal, dp);
     if (sh_loop_io_add(dp->loop, &dp->wal_io, SH_LOOP_READ) != SH_OK)

@@ -65,6 +65,7 @@ struct sh_datapath {
     sh_timer_t store_timer;
     sh_cache_t *cache;
     sh_uploader_t *uploader;
+    sh_plog_observer_t observer;  /* given to every plog: the uploader's, plus a wake-up */
     sh_timer_t upload_timer;
     sh_loop_hook_t hook;
 
