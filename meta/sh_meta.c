@@ -713,6 +713,74 @@ sh_err_t sh_meta_producer_ids_allocate(sh_meta_t *m, int32_t broker_id, int32_t 
     SH_META_CALL(m, producer_ids_allocate, broker_id, count, now_ms, first_id);
 }
 
+sh_err_t sh_meta_producer_init(sh_meta_t *m, int64_t producer_id, int64_t now_ms)
+{
+    if (producer_id < 0)
+        return SH_E_INVAL;
+    SH_META_CALL(m, producer_init, producer_id, now_ms);
+}
+
+sh_err_t sh_meta_producer_bump(sh_meta_t *m, int64_t producer_id, int16_t epoch,
+                               int64_t now_ms, sh_meta_producer_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->producer_id = producer_id;
+    out->epoch = out->last_epoch = -1;
+    if (producer_id < 0 || epoch < 0 || epoch > SH_META_PRODUCER_EPOCH_MAX)
+        return SH_E_INVAL;
+    SH_META_CALL(m, producer_bump, producer_id, epoch, now_ms, out);
+}
+
+sh_err_t sh_meta_producer_epochs(sh_meta_t *m, const int64_t *ids, size_t n, int16_t *epochs)
+{
+    for (size_t i = 0; epochs && i < n; i++)
+        epochs[i] = -1;
+    if (n == 0)
+        return SH_OK;
+    if (!ids || !epochs)
+        return SH_E_INVAL;
+    SH_META_CALL(m, producer_epochs, ids, n, epochs);
+}
+
+sh_err_t sh_meta_producer_snapshots_put(sh_meta_t *m, sh_meta_producer_snapshot_t *snaps,
+                                        size_t n, int64_t now_ms)
+{
+    if (n == 0)
+        return SH_OK;
+    if (!snaps)
+        return SH_E_INVAL;
+    for (size_t i = 0; i < n; i++) {
+        sh_meta_producer_snapshot_t *s = &snaps[i];
+        if (!s->data || s->tp.partition < 0 || s->as_of_offset < 0 ||
+            (s->ntouched && !s->touched))
+            return SH_E_INVAL;
+        s->result = SH_E_INVAL;
+        for (size_t j = 0; j < s->ntouched; j++)
+            if (s->touched[j].producer_id < 0)
+                return SH_E_INVAL;
+    }
+    SH_META_CALL(m, producer_snapshots_put, snaps, n, now_ms);
+}
+
+sh_err_t sh_meta_producer_snapshot_get(sh_meta_t *m, sh_meta_tp_t tp, int64_t max_offset,
+                                       sh_arena_t *a, int64_t *as_of, const char **data)
+{
+    *as_of = -1;
+    *data = NULL;
+    if (tp.partition < 0 || !a)
+        return SH_E_INVAL;
+    SH_META_CALL(m, producer_snapshot_get, tp, max_offset, a, as_of, data);
+}
+
+sh_err_t sh_meta_producers_expire(sh_meta_t *m, int64_t cutoff_ms, int64_t *removed)
+{
+    int64_t dummy;
+    if (!removed)
+        removed = &dummy;
+    *removed = 0;
+    SH_META_CALL(m, producers_expire, cutoff_ms, removed);
+}
+
 /* ---------------------------------------------------------------------- */
 /* Consumer group offsets                                                  */
 

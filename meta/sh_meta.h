@@ -338,6 +338,61 @@ sh_err_t sh_meta_objects_forget(sh_meta_t *m, const char *const *keys, size_t n)
 sh_err_t sh_meta_producer_ids_allocate(sh_meta_t *m, int32_t broker_id, int32_t count,
                                        int64_t now_ms, int64_t *first_id);
 
+/*
+ * Producer epochs (docs/idempotence.md). Every producer id InitProducerId
+ * hands out has a record here, shared by all brokers, so an epoch bump on
+ * one broker fences the old epoch on every other.
+ */
+
+/* Record a producer id just taken from a block, at epoch 0.
+ * SH_E_EXISTS if it is recorded already; SH_E_INVAL for a negative id. */
+sh_err_t sh_meta_producer_init(sh_meta_t *m, int64_t producer_id, int64_t now_ms);
+
+/*
+ * InitProducerId with a producer id and epoch (KIP-360), one transaction:
+ *   epoch >= the recorded epoch   the record becomes epoch + 1 (its
+ *                                 last_epoch := epoch)
+ *   epoch == the record's last_epoch   a retry of a bump whose answer was
+ *                                 lost: unchanged, SH_OK
+ *   otherwise (older)             SH_E_FENCED
+ *   no record (expired)           SH_E_NOTFOUND
+ * *out gets the record as it stands afterwards (SH_OK and SH_E_FENCED).
+ * epoch outside 0..SH_META_PRODUCER_EPOCH_MAX or a negative id: SH_E_INVAL.
+ */
+sh_err_t sh_meta_producer_bump(sh_meta_t *m, int64_t producer_id, int16_t epoch,
+                               int64_t now_ms, sh_meta_producer_t *out);
+
+/* The records of n producer ids in one read: epochs[i] is the recorded
+ * epoch of ids[i], -1 when it has none. */
+sh_err_t sh_meta_producer_epochs(sh_meta_t *m, const int64_t *ids, size_t n,
+                                 int16_t *epochs);
+
+/*
+ * Write partition producer snapshots, all in ONE transaction. Each is
+ * written only while its leader_epoch is the partition's (else its result
+ * is SH_E_FENCED and nothing of it is written), replaces any snapshot of
+ * the partition at the same offset, and drops the partition's snapshots
+ * below its committed offset (the one at the committed offset stays until
+ * a commit moves past it, so a crash between this write and the chunk
+ * commit leaves a usable snapshot). Each touched producer's record is
+ * raised to the touched epoch if that is newer and its time refreshed (a
+ * missing record is created); recorded_epoch reports the result, so a
+ * caller sees a producer that was fenced elsewhere. Per-snapshot results
+ * are in snaps[i].result; the return value is SH_OK unless the database
+ * failed (then nothing was written).
+ */
+sh_err_t sh_meta_producer_snapshots_put(sh_meta_t *m, sh_meta_producer_snapshot_t *snaps,
+                                        size_t n, int64_t now_ms);
+
+/* The newest snapshot of tp at or below max_offset: *as_of and *data (in
+ * the arena). SH_E_NOTFOUND when there is none. */
+sh_err_t sh_meta_producer_snapshot_get(sh_meta_t *m, sh_meta_tp_t tp, int64_t max_offset,
+                                       sh_arena_t *a, int64_t *as_of, const char **data);
+
+/* producer.id.expiration.ms: forget the records not initialised, bumped
+ * or touched since cutoff_ms; *removed (may be NULL) gets how many. */
+sh_err_t sh_meta_producers_expire(sh_meta_t *m, int64_t cutoff_ms, int64_t *removed);
+
 /* ---------------------------------------------------------------------- */
 /* Consumer group offsets                                                  */
 /*

@@ -100,6 +100,18 @@ typedef struct sh_meta_backend {
 
     sh_err_t (*producer_ids_allocate)(sh_meta_conn_t *c, int32_t broker_id, int32_t count,
                                       int64_t now_ms, int64_t *first_id);
+    /* Producer epochs and partition snapshots. epochs: n > 0; snapshots
+     * put: n > 0, every data non-NULL. */
+    sh_err_t (*producer_init)(sh_meta_conn_t *c, int64_t producer_id, int64_t now_ms);
+    sh_err_t (*producer_bump)(sh_meta_conn_t *c, int64_t producer_id, int16_t epoch,
+                              int64_t now_ms, sh_meta_producer_t *out);
+    sh_err_t (*producer_epochs)(sh_meta_conn_t *c, const int64_t *ids, size_t n,
+                                int16_t *epochs);
+    sh_err_t (*producer_snapshots_put)(sh_meta_conn_t *c, sh_meta_producer_snapshot_t *snaps,
+                                       size_t n, int64_t now_ms);
+    sh_err_t (*producer_snapshot_get)(sh_meta_conn_t *c, sh_meta_tp_t tp, int64_t max_offset,
+                                      sh_arena_t *a, int64_t *as_of, const char **data);
+    sh_err_t (*producers_expire)(sh_meta_conn_t *c, int64_t cutoff_ms, int64_t *removed);
 
     /* Consumer group offsets. keys: nkeys > 0 (the front end turns "no
      * keys" into offsets_fetch_all). offsets_expire: ngroups > 0. */

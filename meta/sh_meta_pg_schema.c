@@ -126,6 +126,32 @@ const sh_meta_migration_t sh_meta_pg_migrations[] = {
         "  allocated_ms bigint NOT NULL"
         ");",
     },
+    {
+        3,
+        "producer epochs and partition producer snapshots",
+        /* One row per producer id handed out: the epoch every broker
+         * fences against (docs/idempotence.md). */
+        "CREATE TABLE producers ("
+        "  producer_id bigint PRIMARY KEY CHECK (producer_id >= 0),"
+        "  epoch       integer NOT NULL,"
+        "  last_epoch  integer NOT NULL DEFAULT -1,"
+        "  updated_ms  bigint NOT NULL"
+        ");"
+        "CREATE INDEX producers_by_update ON producers (updated_ms);"
+        /* A partition's producer state as of an offset, kept opaque: the
+         * row at the committed offset and at most one above it. */
+        "CREATE TABLE producer_snapshots ("
+        "  topic_id        uuid NOT NULL,"
+        "  partition_index integer NOT NULL,"
+        "  as_of_offset    bigint NOT NULL CHECK (as_of_offset >= 0),"
+        "  leader_epoch    integer NOT NULL,"
+        "  created_ms      bigint NOT NULL,"
+        "  data            text NOT NULL,"
+        "  PRIMARY KEY (topic_id, partition_index, as_of_offset),"
+        "  FOREIGN KEY (topic_id, partition_index)"
+        "    REFERENCES partitions (topic_id, partition_index) ON DELETE CASCADE"
+        ");",
+    },
 };
 
 const int sh_meta_pg_migrations_count =

@@ -200,6 +200,29 @@
                 "producer_id_blocks")                                          \
     X(PID_INSERT, "INSERT INTO producer_id_blocks (first_id, block_size, "     \
                   "broker_id, allocated_ms) VALUES (?1, ?2, ?3, ?4)")         \
+    X(PRODUCER_INIT, "INSERT INTO producers (producer_id, epoch, last_epoch, " \
+                     "updated_ms) VALUES (?1, 0, -1, ?2)")                     \
+    X(PRODUCER_GET, "SELECT epoch, last_epoch, updated_ms FROM producers "     \
+                    "WHERE producer_id = ?1")                                  \
+    X(PRODUCER_SET, "UPDATE producers SET epoch = ?2, last_epoch = ?3, "       \
+                    "updated_ms = max(updated_ms, ?4) WHERE producer_id = ?1") \
+    X(PRODUCER_TOUCH,                                                          \
+      "INSERT INTO producers (producer_id, epoch, last_epoch, updated_ms) "    \
+      "VALUES (?1, ?2, -1, ?3) ON CONFLICT (producer_id) DO UPDATE SET epoch " \
+      "= max(producers.epoch, excluded.epoch), updated_ms = "                  \
+      "max(producers.updated_ms, excluded.updated_ms) RETURNING epoch")        \
+    X(PRODUCERS_EXPIRE, "DELETE FROM producers WHERE updated_ms < ?1")         \
+    X(PSNAP_PUT,                                                               \
+      "INSERT INTO producer_snapshots (topic_id, partition_index, "            \
+      "as_of_offset, leader_epoch, created_ms, data) VALUES (?1, ?2, ?3, ?4, " \
+      "?5, ?6) ON CONFLICT (topic_id, partition_index, as_of_offset) DO "      \
+      "UPDATE SET leader_epoch = excluded.leader_epoch, created_ms = "         \
+      "excluded.created_ms, data = excluded.data")                             \
+    X(PSNAP_TRIM, "DELETE FROM producer_snapshots WHERE topic_id = ?1 AND "    \
+                  "partition_index = ?2 AND as_of_offset < ?3")                \
+    X(PSNAP_GET, "SELECT as_of_offset, data FROM producer_snapshots WHERE "    \
+                 "topic_id = ?1 AND partition_index = ?2 AND as_of_offset <= " \
+                 "?3 ORDER BY as_of_offset DESC LIMIT 1")                      \
     X(OFFSET_PUT,                                                              \
       "INSERT INTO group_offsets (group_id, topic_name, partition_index, "     \
       "committed_offset, leader_epoch, metadata, commit_ms) VALUES (?1, ?2, "  \
@@ -1701,6 +1724,179 @@ fail:
 }
 
 /* ---------------------------------------------------------------------- */
+/* Producer epochs and snapshots                                           */
+
+static sh_err_t sq_producer_init(sh_meta_conn_t *c, int64_t producer_id, int64_t now_ms)
+{
+    return sq_exec(c, SQ_PRODUCER_INIT, "record a producer id", NULL, "II", producer_id,
+                   now_ms);
+}
+
+/* The record of id: SH_E_NOTFOUND when there is none. */
+static sh_err_t sq_producer_read(sh_meta_conn_t *c, int64_t id, const char *what,
+                                 sh_meta_producer_t *out)
+{
+    sqlite3_stmt *st;
+    sh_err_t err = sq_prep(c, SQ_PRODUCER_GET, what, &st, "I", id);
+    if (err != SH_OK)
+        return err;
+    int r = sq_step(c, st, what);
+    if (r <= 0)
+        return r < 0 ? r : SH_E_NOTFOUND;
+    out->producer_id = id;
+    out->epoch = (int16_t)sqlite3_column_int(st, 0);
+    out->last_epoch = (int16_t)sqlite3_column_int(st, 1);
+    out->updated_ms = sqlite3_column_int64(st, 2);
+    sqlite3_reset(st);
+    return SH_OK;
+}
+
+static sh_err_t sq_producer_bump(sh_meta_conn_t *c, int64_t producer_id, int16_t epoch,
+                                 int64_t now_ms, sh_meta_producer_t *out)
+{
+    const char *what = "bump a producer epoch";
+    sh_meta_producer_t rec;
+    sh_err_t err;
+    if ((err = sq_begin(c, 1, what)) != SH_OK)
+        return err;
+    if ((err = sq_producer_read(c, producer_id, what, &rec)) != SH_OK)
+        goto fail;
+    if (epoch >= rec.epoch) {
+        rec.last_epoch = epoch;
+        rec.epoch = (int16_t)(epoch + 1);
+        if (now_ms > rec.updated_ms)
+            rec.updated_ms = now_ms;
+        if ((err = sq_exec(c, SQ_PRODUCER_SET, what, NULL, "IiiI", producer_id, (int)rec.epoch,
+                           (int)rec.last_epoch, now_ms)) != SH_OK)
+            goto fail;
+    } else if (epoch != rec.last_epoch) {
+        *out = rec;
+        err = SH_E_FENCED;
+        goto fail;
+    }
+    if ((err = sq_commit(c, what)) != SH_OK)
+        goto fail;
+    *out = rec;
+    return SH_OK;
+fail:
+    sq_rollback(c);
+    return err;
+}
+
+static sh_err_t sq_producer_epochs(sh_meta_conn_t *c, const int64_t *ids, size_t n,
+                                   int16_t *epochs)
+{
+    const char *what = "read producer epochs";
+    sh_err_t err;
+    if ((err = sq_begin(c, 0, what)) != SH_OK)
+        return err;
+    for (size_t i = 0; i < n; i++) {
+        sh_meta_producer_t rec;
+        err = sq_producer_read(c, ids[i], what, &rec);
+        if (err == SH_E_NOTFOUND) {
+            epochs[i] = -1;
+            continue;
+        }
+        if (err != SH_OK)
+            goto fail;
+        epochs[i] = rec.epoch;
+    }
+    if ((err = sq_commit(c, what)) != SH_OK)
+        goto fail;
+    return SH_OK;
+fail:
+    for (size_t i = 0; i < n; i++)
+        epochs[i] = -1;
+    sq_rollback(c);
+    return err;
+}
+
+static sh_err_t sq_producer_snapshots_put(sh_meta_conn_t *c, sh_meta_producer_snapshot_t *snaps,
+                                          size_t n, int64_t now_ms)
+{
+    const char *what = "write producer snapshots";
+    sh_err_t err;
+    if ((err = sq_begin(c, 1, what)) != SH_OK)
+        return err;
+    for (size_t i = 0; i < n; i++) {
+        sh_meta_producer_snapshot_t *s = &snaps[i];
+        sq_pstate_t ps;
+        err = sq_partition_state(c, s->tp, what, &ps);
+        if (err == SH_KERR_UNKNOWN_TOPIC_OR_PARTITION ||
+            (err == SH_OK && ps.topic_state != SH_META_TOPIC_LIVE)) {
+            s->result = SH_KERR_UNKNOWN_TOPIC_OR_PARTITION;
+            continue;
+        }
+        if (err != SH_OK)
+            goto fail;
+        if (ps.leader_epoch != s->leader_epoch) {
+            s->result = SH_E_FENCED;
+            continue;
+        }
+        if (s->as_of_offset < ps.high_watermark) {
+            s->result = SH_E_INVAL;
+            continue;
+        }
+        if ((err = sq_exec(c, SQ_PSNAP_PUT, what, NULL, "uiIiIs", &s->tp.topic_id,
+                           s->tp.partition, s->as_of_offset, s->leader_epoch, now_ms,
+                           s->data)) != SH_OK)
+            goto fail;
+        if ((err = sq_exec(c, SQ_PSNAP_TRIM, what, NULL, "uiI", &s->tp.topic_id,
+                           s->tp.partition, ps.high_watermark)) != SH_OK)
+            goto fail;
+        for (size_t j = 0; j < s->ntouched; j++) {
+            sh_meta_producer_touch_t *t = &s->touched[j];
+            int64_t rec = -1;
+            if ((err = sq_int64(c, SQ_PRODUCER_TOUCH, what, &rec, "IiI", t->producer_id,
+                                (int)t->epoch, t->seen_ms)) != SH_OK)
+                goto fail;
+            t->recorded_epoch = (int16_t)rec;
+        }
+        s->result = SH_OK;
+    }
+    if ((err = sq_commit(c, what)) != SH_OK)
+        goto fail;
+    return SH_OK;
+fail:
+    for (size_t i = 0; i < n; i++)
+        snaps[i].result = err;
+    sq_rollback(c);
+    return err;
+}
+
+static sh_err_t sq_producer_snapshot_get(sh_meta_conn_t *c, sh_meta_tp_t tp, int64_t max_offset,
+                                         sh_arena_t *a, int64_t *as_of, const char **data)
+{
+    const char *what = "read a producer snapshot";
+    sqlite3_stmt *st;
+    sh_err_t err = sq_prep(c, SQ_PSNAP_GET, what, &st, "uiI", &tp.topic_id, tp.partition,
+                           max_offset);
+    if (err != SH_OK)
+        return err;
+    int r = sq_step(c, st, what);
+    if (r <= 0)
+        return r < 0 ? r : SH_E_NOTFOUND;
+    *as_of = sqlite3_column_int64(st, 0);
+    err = sq_col_str(st, 1, a, data);
+    sqlite3_reset(st);
+    if (err != SH_OK) {
+        *as_of = -1;
+        *data = NULL;
+    }
+    return err;
+}
+
+static sh_err_t sq_producers_expire(sh_meta_conn_t *c, int64_t cutoff_ms, int64_t *removed)
+{
+    int changes = 0;
+    sh_err_t err = sq_exec(c, SQ_PRODUCERS_EXPIRE, "expire producer ids", &changes, "I",
+                           cutoff_ms);
+    if (err == SH_OK)
+        *removed = changes;
+    return err;
+}
+
+/* ---------------------------------------------------------------------- */
 /* Consumer group offsets                                                  */
 
 static sh_err_t sq_read_offset(sqlite3_stmt *st, sh_arena_t *a, sh_meta_offset_t *o)
@@ -1913,6 +2109,12 @@ const sh_meta_backend_t sh_meta_sqlite_backend = {
     .objects_unreferenced = sq_objects_unreferenced,
     .objects_forget = sq_objects_forget,
     .producer_ids_allocate = sq_producer_ids_allocate,
+    .producer_init = sq_producer_init,
+    .producer_bump = sq_producer_bump,
+    .producer_epochs = sq_producer_epochs,
+    .producer_snapshots_put = sq_producer_snapshots_put,
+    .producer_snapshot_get = sq_producer_snapshot_get,
+    .producers_expire = sq_producers_expire,
     .offsets_commit = sq_offsets_commit,
     .offsets_fetch = sq_offsets_fetch,
     .offsets_fetch_all = sq_offsets_fetch_all,

@@ -117,6 +117,32 @@ const sh_meta_migration_t sh_meta_sqlite_migrations[] = {
         "  allocated_ms INTEGER NOT NULL"
         ");",
     },
+    {
+        3,
+        "producer epochs and partition producer snapshots",
+        /* One row per producer id handed out: the epoch every broker
+         * fences against (docs/idempotence.md). */
+        "CREATE TABLE producers ("
+        "  producer_id INTEGER PRIMARY KEY CHECK (producer_id >= 0),"
+        "  epoch       INTEGER NOT NULL,"
+        "  last_epoch  INTEGER NOT NULL DEFAULT -1,"
+        "  updated_ms  INTEGER NOT NULL"
+        ");"
+        "CREATE INDEX producers_by_update ON producers (updated_ms);"
+        /* A partition's producer state as of an offset, kept opaque: the
+         * row at the committed offset and at most one above it. */
+        "CREATE TABLE producer_snapshots ("
+        "  topic_id        BLOB NOT NULL,"
+        "  partition_index INTEGER NOT NULL,"
+        "  as_of_offset    INTEGER NOT NULL CHECK (as_of_offset >= 0),"
+        "  leader_epoch    INTEGER NOT NULL,"
+        "  created_ms      INTEGER NOT NULL,"
+        "  data            TEXT NOT NULL,"
+        "  PRIMARY KEY (topic_id, partition_index, as_of_offset),"
+        "  FOREIGN KEY (topic_id, partition_index)"
+        "    REFERENCES partitions (topic_id, partition_index) ON DELETE CASCADE"
+        ") WITHOUT ROWID;",
+    },
 };
 
 const int sh_meta_sqlite_migrations_count =

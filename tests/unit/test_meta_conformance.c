@@ -894,6 +894,216 @@ static void test_producer_ids(void **state)
 }
 
 /* ---------------------------------------------------------------------- */
+/* Producer epochs and snapshots                                           */
+
+static void test_producer_epochs(void **state)
+{
+    fx_t *f = *state;
+    int64_t pid;
+    OK(sh_meta_producer_ids_allocate(f->m, f->broker0, 10, 1, &pid));
+    OK(sh_meta_producer_init(f->m, pid, 100));
+    assert_int_equal(sh_meta_producer_init(f->m, pid, 100), SH_E_EXISTS);
+    OK(sh_meta_producer_init(f->m, pid + 1, 100));
+
+    sh_meta_producer_t r;
+    /* KIP-360: the current epoch is bumped ... */
+    OK(sh_meta_producer_bump(f->m, pid, 0, 200, &r));
+    assert_int_equal(r.producer_id, pid);
+    assert_int_equal(r.epoch, 1);
+    assert_int_equal(r.last_epoch, 0);
+    assert_int_equal(r.updated_ms, 200);
+    /* ... a retry with the epoch just left gets the same answer ... */
+    OK(sh_meta_producer_bump(f->m, pid, 0, 210, &r));
+    assert_int_equal(r.epoch, 1);
+    OK(sh_meta_producer_bump(f->m, pid, 1, 220, &r));
+    assert_int_equal(r.epoch, 2);
+    assert_int_equal(r.last_epoch, 1);
+    /* ... and anything older is fenced, nothing changes */
+    assert_int_equal(sh_meta_producer_bump(f->m, pid, 0, 230, &r), SH_E_FENCED);
+    assert_int_equal(r.epoch, 2);
+    /* an epoch the record has not seen (a client bumped it locally) moves
+     * it forward */
+    OK(sh_meta_producer_bump(f->m, pid, 5, 240, &r));
+    assert_int_equal(r.epoch, 6);
+    assert_int_equal(r.last_epoch, 5);
+    /* unknown ids and impossible epochs */
+    assert_int_equal(sh_meta_producer_bump(f->m, pid + 5, 0, 1, &r), SH_E_NOTFOUND);
+    assert_int_equal(sh_meta_producer_bump(f->m, pid, -1, 1, &r), SH_E_INVAL);
+    assert_int_equal(sh_meta_producer_bump(f->m, pid, SH_META_PRODUCER_EPOCH_MAX + 1, 1, &r),
+                     SH_E_INVAL);
+    assert_int_equal(sh_meta_producer_bump(f->m, -1, 0, 1, &r), SH_E_INVAL);
+    assert_int_equal(sh_meta_producer_init(f->m, -3, 1), SH_E_INVAL);
+    /* the last usable epoch bumps to the exhausted one */
+    OK(sh_meta_producer_bump(f->m, pid + 1, SH_META_PRODUCER_EPOCH_MAX, 250, &r));
+    assert_int_equal(r.epoch, SH_META_PRODUCER_EPOCH_MAX + 1);
+
+    fx_reopen(f);
+    int64_t ids[3] = {pid, pid + 7, pid + 1};
+    int16_t ep[3] = {9, 9, 9};
+    OK(sh_meta_producer_epochs(f->m, ids, 3, ep));
+    assert_int_equal(ep[0], 6);
+    assert_int_equal(ep[1], -1);
+    assert_int_equal(ep[2], SH_META_PRODUCER_EPOCH_MAX + 1);
+    OK(sh_meta_producer_epochs(f->m, NULL, 0, NULL));
+    assert_int_equal(sh_meta_producer_epochs(f->m, NULL, 2, ep), SH_E_INVAL);
+}
+
+static sh_meta_producer_snapshot_t snap(sh_uuid_t t, int32_t part, int32_t epoch,
+                                        int64_t as_of, const char *data)
+{
+    return (sh_meta_producer_snapshot_t){.tp = {t, part}, .leader_epoch = epoch,
+                                         .as_of_offset = as_of, .data = data};
+}
+
+static void expect_snap(fx_t *f, sh_uuid_t t, int32_t part, int64_t max, int64_t as_of,
+                        const char *data)
+{
+    int64_t got = -2;
+    const char *d = NULL;
+    sh_err_t err = sh_meta_producer_snapshot_get(f->m, (sh_meta_tp_t){t, part}, max, &f->a,
+                                                 &got, &d);
+    if (!data) {
+        assert_int_equal(err, SH_E_NOTFOUND);
+        assert_int_equal(got, -1);
+        assert_null(d);
+        return;
+    }
+    OK(err);
+    assert_int_equal(got, as_of);
+    assert_string_equal(d, data);
+}
+
+static void test_producer_snapshots(void **state)
+{
+    fx_t *f = *state;
+    sh_uuid_t id = mk_topic(f, "psnap", 2);
+    sh_meta_tp_t tp = {id, 0};
+    int32_t e = lead(f, tp, f->broker0, 10);
+    lead(f, (sh_meta_tp_t){id, 1}, f->broker0, 10);
+    int64_t pid;
+    OK(sh_meta_producer_ids_allocate(f->m, f->broker0, 10, 1, &pid));
+    OK(sh_meta_producer_init(f->m, pid, 100));
+    sh_meta_producer_t r;
+    OK(sh_meta_producer_bump(f->m, pid, 5, 100, &r)); /* record: epoch 6 */
+
+    expect_snap(f, id, 0, INT64_MAX, 0, NULL);
+    /* snapshot at 0 and 10 (10 is written before the commit that moves
+     * the committed offset there), with touched producers */
+    sh_meta_producer_touch_t t[3] = {
+        {.producer_id = pid, .epoch = 4, .seen_ms = 500},      /* stale: fenced */
+        {.producer_id = pid + 1, .epoch = 2, .seen_ms = 500},  /* unrecorded */
+        {.producer_id = pid + 2, .epoch = 0, .seen_ms = 500},
+    };
+    sh_meta_producer_snapshot_t s[2] = {snap(id, 0, e, 0, "aa00"), snap(id, 0, e, 10, "bb10")};
+    s[1].touched = t;
+    s[1].ntouched = 3;
+    OK(sh_meta_producer_snapshots_put(f->m, s, 2, 1000));
+    OK(s[0].result);
+    OK(s[1].result);
+    assert_int_equal(t[0].recorded_epoch, 6); /* never lowered */
+    assert_int_equal(t[1].recorded_epoch, 2); /* created */
+    assert_int_equal(t[2].recorded_epoch, 0);
+    expect_snap(f, id, 0, 0, 0, "aa00");
+    expect_snap(f, id, 0, 9, 0, "aa00");
+    expect_snap(f, id, 0, INT64_MAX, 10, "bb10");
+    expect_snap(f, id, 1, INT64_MAX, 0, NULL);
+
+    /* a newer epoch seen by a partition raises the record */
+    t[0].epoch = 8;
+    sh_meta_producer_snapshot_t s2 = snap(id, 0, e, 10, "cc10");
+    s2.touched = t;
+    s2.ntouched = 1;
+    OK(sh_meta_producer_snapshots_put(f->m, &s2, 1, 1100));
+    assert_int_equal(t[0].recorded_epoch, 8);
+    int64_t ids[2] = {pid, pid + 1};
+    int16_t ep[2];
+    OK(sh_meta_producer_epochs(f->m, ids, 2, ep));
+    assert_int_equal(ep[0], 8);
+    assert_int_equal(ep[1], 2);
+    expect_snap(f, id, 0, INT64_MAX, 10, "cc10"); /* same offset: replaced */
+
+    /* the commit moves the committed offset to 10; the next write drops
+     * the snapshot below it and keeps the one at 10 */
+    sh_meta_chunk_t c = chunk(id, 0, 0, 9, 5, 0, 100, e);
+    OK(sh_meta_chunks_commit(f->m, nm(f, "psnap-obj1"), 100, &c, 1, 2000));
+    sh_meta_producer_snapshot_t s3 = snap(id, 0, e, 20, "dd20");
+    OK(sh_meta_producer_snapshots_put(f->m, &s3, 1, 2100));
+    OK(s3.result);
+    expect_snap(f, id, 0, 9, 0, NULL);
+    expect_snap(f, id, 0, 15, 10, "cc10");
+    expect_snap(f, id, 0, 20, 20, "dd20");
+
+    /* refused ones: below the committed offset, a stale leader epoch, an
+     * unknown partition; the good one in the same call still goes in */
+    sh_meta_producer_snapshot_t bad[4] = {
+        snap(id, 0, e, 5, "x"), snap(id, 0, e - 1, 30, "x"),
+        snap(id, 7, e, 30, "x"), snap(id, 1, e, 0, "ee00")};
+    OK(sh_meta_producer_snapshots_put(f->m, bad, 4, 2200));
+    assert_int_equal(bad[0].result, SH_E_INVAL);
+    assert_int_equal(bad[1].result, SH_E_FENCED);
+    assert_int_equal(bad[2].result, SH_KERR_UNKNOWN_TOPIC_OR_PARTITION);
+    OK(bad[3].result);
+    expect_snap(f, id, 0, INT64_MAX, 20, "dd20");
+    expect_snap(f, id, 1, INT64_MAX, 0, "ee00");
+    /* a newer leader fences the old one's snapshots */
+    int32_t e2 = lead(f, tp, f->broker0 + 1, 20000); /* the lease ran out */
+    sh_meta_producer_snapshot_t old = snap(id, 0, e, 40, "x");
+    OK(sh_meta_producer_snapshots_put(f->m, &old, 1, 3100));
+    assert_int_equal(old.result, SH_E_FENCED);
+    sh_meta_producer_snapshot_t cur = snap(id, 0, e2, 40, "ff40");
+    OK(sh_meta_producer_snapshots_put(f->m, &cur, 1, 3100));
+    OK(cur.result);
+    fx_reopen(f);
+    expect_snap(f, id, 0, INT64_MAX, 40, "ff40");
+
+    assert_int_equal(sh_meta_producer_snapshot_get(f->m, (sh_meta_tp_t){id, -1}, 0, &f->a,
+                                                   &(int64_t){0}, &(const char *){NULL}),
+                     SH_E_INVAL);
+    sh_meta_producer_snapshot_t nodata = snap(id, 0, e2, 50, NULL);
+    assert_int_equal(sh_meta_producer_snapshots_put(f->m, &nodata, 1, 1), SH_E_INVAL);
+
+    /* dropping the topic drops its snapshots */
+    sh_meta_object_t *freed;
+    size_t nfreed;
+    OK(sh_meta_topic_mark_deleting(f->m, id));
+    sh_meta_producer_snapshot_t late = snap(id, 1, e, 10, "x");
+    OK(sh_meta_producer_snapshots_put(f->m, &late, 1, 3200));
+    assert_int_equal(late.result, SH_KERR_UNKNOWN_TOPIC_OR_PARTITION);
+    OK(sh_meta_topic_drop(f->m, id, &f->a, &freed, &nfreed));
+    expect_snap(f, id, 0, INT64_MAX, 0, NULL);
+    expect_snap(f, id, 1, INT64_MAX, 0, NULL);
+}
+
+static void test_producers_expire(void **state)
+{
+    fx_t *f = *state;
+    int64_t pid;
+    OK(sh_meta_producer_ids_allocate(f->m, f->broker0, 10, 1, &pid));
+    /* synthetic times far in the past, so other tests' rows in a shared
+     * database are newer than our cutoffs except where noted */
+    OK(sh_meta_producer_init(f->m, pid, 10));
+    OK(sh_meta_producer_init(f->m, pid + 1, 20));
+    OK(sh_meta_producer_init(f->m, pid + 2, 30));
+    sh_meta_producer_t r;
+    OK(sh_meta_producer_bump(f->m, pid, 0, 40, &r)); /* refreshed */
+    int64_t removed = -1;
+    OK(sh_meta_producers_expire(f->m, 25, &removed));
+    assert_true(removed >= 1);
+    int64_t ids[3] = {pid, pid + 1, pid + 2};
+    int16_t ep[3];
+    OK(sh_meta_producer_epochs(f->m, ids, 3, ep));
+    assert_int_equal(ep[0], 1);
+    assert_int_equal(ep[1], -1);
+    assert_int_equal(ep[2], 0);
+    /* an expired id bumps as unknown (the caller hands out a new one) */
+    assert_int_equal(sh_meta_producer_bump(f->m, pid + 1, 0, 50, &r), SH_E_NOTFOUND);
+    OK(sh_meta_producers_expire(f->m, 41, NULL));
+    OK(sh_meta_producer_epochs(f->m, ids, 3, ep));
+    assert_int_equal(ep[0], -1);
+    assert_int_equal(ep[2], -1);
+}
+
+/* ---------------------------------------------------------------------- */
 /* Consumer group offsets                                                  */
 
 static sh_meta_offset_t off(const char *topic, int32_t part, int64_t offset, int32_t epoch,
@@ -1403,6 +1613,9 @@ int main(void)
         T(test_drop_shared_objects),
         T(test_retention_points),
         T(test_producer_ids),
+        T(test_producer_epochs),
+        T(test_producer_snapshots),
+        T(test_producers_expire),
         T(test_async_runner),
         T(test_direct_calls_during_async),
         T(test_durability_without_close),
