@@ -218,6 +218,7 @@ struct sh_objstore_s3 {
     int rr;                      /* round-robin start class */
     sh_s3_breaker_t breaker;
     char last_failure[300];      /* why the endpoint looks sick, for fail-fast details */
+    sh_objstore_s3_stats_t stats;
     uint64_t rnd;
     size_t hashing;
     bool closing, cancelling;
@@ -1069,6 +1070,7 @@ static void sh_s3_attempt_failed(sh_s3_op_t *op, sh_s3_verdict_t v, const char *
                sh_s3_step_name[op->step], name, op->attempt, st->max_attempts, why, delay);
         op->ready_ms = sh_clock_mono_ms() + delay;
         sh_s3_list_push(&st->delayed, op, SH_S3_DELAYED);
+        st->stats.retries++;
         return;
     }
     if (v.setup) {
@@ -1361,10 +1363,12 @@ static void sh_s3_req_done(sh_s3_op_t *op, CURLcode rc)
             snprintf(st->last_failure, sizeof(st->last_failure), "%.290s", why);
         if (let && config)
             sh_s3_breaker_cancel(&st->breaker);
-        else if (let && sh_s3_breaker_failure(&st->breaker, now))
+        else if (let && sh_s3_breaker_failure(&st->breaker, now)) {
+            st->stats.breaker_opens++;
             sh_log(st->quiet ? SH_LOG_DEBUG : SH_LOG_WARN, "objstore",
                    "S3 endpoint \"%s\" is failing (%s): pausing requests for %" PRId64 " ms",
                    st->endpoint, why, st->breaker.cur_cooldown_ms);
+        }
         sh_s3_verdict_t v = {SH_E_IO, !config, true, config};
         sh_s3_attempt_failed(op, v, why);
         return;
@@ -1398,7 +1402,7 @@ static void sh_s3_req_done(sh_s3_op_t *op, CURLcode rc)
             sh_log(st->quiet ? SH_LOG_DEBUG : SH_LOG_INFO, "objstore",
                    "S3 endpoint \"%s\" answers again: resuming requests",
                    st->endpoint);
-        else if (changed)
+        else if (changed && ++st->stats.breaker_opens)
             sh_log(st->quiet ? SH_LOG_DEBUG : SH_LOG_WARN, "objstore",
                    "S3 endpoint \"%s\" is failing (HTTP %ld %s): pausing requests for %" PRId64 " ms",
                    st->endpoint, status, code, st->breaker.cur_cooldown_ms);
@@ -1437,6 +1441,7 @@ static void sh_s3_req_done(sh_s3_op_t *op, CURLcode rc)
 static void sh_s3_dispatch_one(sh_objstore_s3_t *st, sh_s3_op_t *op, int64_t now)
 {
     if (!sh_s3_breaker_allow(&st->breaker, now)) {
+        st->stats.failed_fast++;
         char name[400];
         sh_s3_name(op, name, sizeof(name));
         snprintf(op->detail, sizeof(op->detail),
@@ -1460,6 +1465,9 @@ static void sh_s3_dispatch_one(sh_objstore_s3_t *st, sh_s3_op_t *op, int64_t now
     }
     op->let_through = true;
     sh_s3_list_push(&st->active, op, SH_S3_ACTIVE);
+    st->stats.requests++;
+    if (st->active.n > st->stats.max_active)
+        st->stats.max_active = st->active.n;
 }
 
 static void sh_s3_dispatch(sh_objstore_s3_t *st)
@@ -1485,6 +1493,8 @@ static void sh_s3_dispatch(sh_objstore_s3_t *st)
             if (!op)
                 continue;
             int64_t wait = sh_s3_bucket_take(&st->rate[c], now);
+            if (wait > 0 && !st->rate_wait[c])
+                st->stats.rate_waits++;
             st->rate_wait[c] = wait > 0 ? now + wait : 0;
             if (wait > 0)
                 continue;
@@ -1888,6 +1898,18 @@ void sh_objstore_s3_options_env(sh_objstore_s3_options_t *o)
         if (!o->session_token)
             o->session_token = sh_s3_env("AWS_SESSION_TOKEN", NULL);
     }
+}
+
+sh_err_t sh_objstore_s3_stats(const sh_objstore_t *s, sh_objstore_s3_stats_t *out)
+{
+    if (!s || strcmp(s->ops->name, "s3") != 0)
+        return SH_E_INVAL;
+    const sh_objstore_s3_t *st = (const sh_objstore_s3_t *)s;
+    *out = st->stats;
+    out->active = st->active.n;
+    out->queued = sh_s3_ops_pending(st) - st->active.n;
+    out->breaker_state = (int)st->breaker.state;
+    return SH_OK;
 }
 
 void sh_objstore_s3_set_quiet(sh_objstore_t *s, bool quiet)

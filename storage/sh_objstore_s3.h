@@ -74,6 +74,22 @@ const char *sh_objstore_s3_endpoint(const sh_objstore_t *s);
 /* The access key id in use (not secret; for log lines), or NULL. */
 const char *sh_objstore_s3_access_key_id(const sh_objstore_t *s);
 
+/* Counters since open, for monitoring and tests. */
+typedef struct sh_objstore_s3_stats {
+    uint64_t requests;           /* HTTP requests sent (every attempt) */
+    uint64_t retries;            /* attempts scheduled after a retriable failure */
+    uint64_t failed_fast;        /* requests refused while the breaker was open */
+    uint64_t rate_waits;         /* times a request waited for a rate token */
+    uint64_t breaker_opens;      /* closed/half-open -> open transitions */
+    size_t active;               /* requests in flight now */
+    size_t max_active;           /* most requests ever in flight at once */
+    size_t queued;               /* ops waiting for a slot, a token or a retry */
+    int breaker_state;           /* 0 closed, 1 open, 2 half-open */
+} sh_objstore_s3_stats_t;
+
+/* SH_E_INVAL for a store that is not S3. */
+sh_err_t sh_objstore_s3_stats(const sh_objstore_t *s, sh_objstore_s3_stats_t *out);
+
 /* Quiet: operation failures are logged at DEBUG only, because the caller
  * reports them itself (the startup probe). No-op for other stores. */
 void sh_objstore_s3_set_quiet(sh_objstore_t *s, bool quiet);
