@@ -243,7 +243,7 @@ static sh_err_t index_insert(sh_registry_t *r, sh_rtopic_t *t)
     return SH_OK;
 }
 
-__attribute__((unused)) static void index_remove(sh_registry_t *r, sh_rtopic_t *t)
+static void index_remove(sh_registry_t *r, sh_rtopic_t *t)
 {
     bool found;
     size_t pn = index_name_pos(r, sh_slice_str(t->name), &found);
@@ -462,7 +462,11 @@ struct reg_op {
     sh_meta_op_t op;                 /* first member */
     sh_registry_t *r;
     void (*apply)(reg_op_t *o);      /* loop: update registry, call back */
-    sh_arena_t arena;                /* results read back on the worker */
+    sh_arena_t arena;                /* arguments and results read back on the worker */
+    sh_rtopic_t *topic;              /* one reference, when the op concerns a topic */
+    int32_t node_id;                 /* copied: the worker reads only the op */
+    sh_registry_done_fn cb;
+    void *cb_arg;
 };
 
 static void reg_op_done(sh_meta_op_t *op)
@@ -472,11 +476,52 @@ static void reg_op_done(sh_meta_op_t *op)
     o->apply(o);
 }
 
+int sh_registry_pending(const sh_registry_t *r)
+{
+    return r->ops_inflight;
+}
+
+/* The end of every change op: the caller's callback, then the op's own
+ * reference and memory go. */
+static void reg_op_finish(reg_op_t *o, sh_err_t err, sh_rtopic_t *t)
+{
+    if (o->cb)
+        o->cb(o->cb_arg, err, t);
+    sh_registry_topic_unref(o->topic);
+    sh_arena_fini(&o->arena);
+    free(o);
+}
+
+/* A change op of `size` bytes (a struct starting with reg_op_t). */
+static reg_op_t *reg_op_new(size_t size, sh_rtopic_t *t, sh_registry_done_fn cb, void *arg)
+{
+    reg_op_t *o = calloc(1, size);
+    if (!o)
+        return NULL;
+    sh_arena_init(&o->arena, 4096);
+    o->cb = cb;
+    o->cb_arg = arg;
+    if (t) {
+        o->topic = t;
+        sh_registry_topic_ref(t);
+    }
+    return o;
+}
+
+/* Undo reg_op_new when the submit failed: no callback. */
+static void reg_op_discard(reg_op_t *o)
+{
+    sh_registry_topic_unref(o->topic);
+    sh_arena_fini(&o->arena);
+    free(o);
+}
+
 static sh_err_t reg_op_submit(sh_registry_t *r, reg_op_t *o,
                               sh_err_t (*run)(sh_meta_t *, sh_meta_op_t *),
                               void (*apply)(reg_op_t *))
 {
     o->r = r;
+    o->node_id = r->node_id;
     o->op.run = run;
     o->op.done = reg_op_done;
     o->apply = apply;
@@ -536,24 +581,371 @@ static void drop_apply(reg_op_t *o)
                "topic \"%s\" deleted; %zu segment objects left for a later sweep "
                "(no purge hook)", d->name, d->nfreed);
     }
-    sh_arena_fini(&o->arena);
-    free(d);
+    reg_op_finish(o, err, NULL);
 }
 
 static sh_err_t drop_submit(sh_registry_t *r, sh_uuid_t id, const char *name)
 {
-    drop_op_t *d = calloc(1, sizeof(*d));
+    drop_op_t *d = (drop_op_t *)reg_op_new(sizeof(*d), NULL, NULL, NULL);
     if (!d)
         return SH_E_NOMEM;
-    sh_arena_init(&d->base.arena, 4096);
     d->id = id;
     snprintf(d->name, sizeof(d->name), "%s", name);
     sh_err_t err = reg_op_submit(r, &d->base, drop_run, drop_apply);
-    if (err != SH_OK) {
-        sh_arena_fini(&d->base.arena);
-        free(d);
-    }
+    if (err != SH_OK)
+        reg_op_discard(&d->base);
     return err;
+}
+
+/* --------------------------------------------------------------- create */
+
+typedef struct {
+    reg_op_t base;
+    char *name;                      /* in base.arena */
+    int32_t partitions;
+    sh_meta_config_t *configs;       /* in base.arena */
+    size_t nconfigs;
+    /* results */
+    sh_uuid_t id;
+    int64_t created_ms;
+    take_result_t *takes;            /* partitions entries */
+    sh_meta_config_t *stored;
+    size_t nstored;
+} create_op_t;
+
+static sh_err_t create_run(sh_meta_t *m, sh_meta_op_t *op)
+{
+    create_op_t *c = (create_op_t *)op;
+    sh_meta_partition_t *parts = NULL;
+    size_t nparts = 0;
+    c->created_ms = sh_clock_wall_ms();
+    sh_err_t err = sh_meta_topic_create(m, c->name, c->partitions, c->configs, c->nconfigs,
+                                        c->created_ms, &c->id);
+    if (err != SH_OK)
+        return err;
+    /* The topic exists from here on, whatever happens next: a failure to
+     * read back or take leadership leaves partitions unavailable, never
+     * the creation unreported. */
+    c->takes = sh_arena_calloc(&c->base.arena, (size_t)c->partitions, sizeof(*c->takes));
+    if (!c->takes)
+        return SH_OK;
+    if (sh_meta_partition_list(m, c->id, &c->base.arena, &parts, &nparts) != SH_OK)
+        nparts = 0;
+    take_range(m, c->id, parts, nparts, 0, c->partitions, c->base.node_id, c->takes);
+    if (sh_meta_topic_configs_get(m, c->id, &c->base.arena, &c->stored, &c->nstored) != SH_OK) {
+        /* what we asked for is what was stored */
+        c->stored = c->configs;
+        c->nstored = c->nconfigs;
+    }
+    return SH_OK;
+}
+
+static void create_apply(reg_op_t *o)
+{
+    create_op_t *c = (create_op_t *)o;
+    sh_registry_t *r = o->r;
+    sh_err_t err = o->op.err;
+    sh_rtopic_t *t = NULL;
+    if (err != SH_OK)
+        goto out;
+    err = SH_E_NOMEM;
+    t = topic_new(c->name, c->id, c->created_ms);
+    if (!t || overrides_copy(c->stored, c->nstored, &t->overrides) != SH_OK)
+        goto fail;
+    t->noverrides = c->nstored;
+    topic_cfg_resolve(r, t);
+    if (topic_partitions_grow(t, c->partitions) != SH_OK)
+        goto fail;
+    if (c->takes)
+        apply_takes(r, t, 0, c->takes);
+    if ((err = index_insert(r, t)) != SH_OK)
+        goto fail;
+    partitions_open(r, t, 0);
+    sh_log(SH_LOG_INFO, "registry", "created topic \"%s\" with %d partitions", t->name,
+           t->partition_count);
+    err = SH_OK;
+    goto out;
+fail:
+    /* Stored but not served until the next start reloads it. */
+    sh_log(SH_LOG_ERROR, "registry",
+           "topic \"%s\" was created in the metadata store but could not be added to the "
+           "registry (error %d); it is served after a restart", c->name, err);
+    if (t)
+        topic_free(t);
+    t = NULL;
+out:
+    reg_op_finish(o, err, t);
+}
+
+sh_err_t sh_registry_topic_create(sh_registry_t *r, sh_slice_t name, int32_t partitions,
+                                  const sh_meta_config_t *configs, size_t nconfigs,
+                                  sh_registry_done_fn cb, void *arg)
+{
+    if (!name.ptr || name.len > SH_META_TOPIC_NAME_MAX || partitions <= 0)
+        return SH_E_INVAL;
+    create_op_t *c = (create_op_t *)reg_op_new(sizeof(*c), NULL, cb, arg);
+    if (!c)
+        return SH_E_NOMEM;
+    sh_arena_t *a = &c->base.arena;
+    c->name = sh_arena_strndup(a, (const char *)name.ptr, name.len);
+    c->partitions = partitions;
+    if (nconfigs) {
+        c->configs = sh_arena_calloc(a, nconfigs, sizeof(*c->configs));
+        if (!c->configs)
+            goto nomem;
+        for (size_t i = 0; i < nconfigs; i++) {
+            c->configs[i].key = sh_arena_strndup(a, configs[i].key, strlen(configs[i].key));
+            c->configs[i].value =
+                sh_arena_strndup(a, configs[i].value, strlen(configs[i].value));
+            if (!c->configs[i].key || !c->configs[i].value)
+                goto nomem;
+        }
+        c->nconfigs = nconfigs;
+    }
+    if (!c->name)
+        goto nomem;
+    sh_err_t err = reg_op_submit(r, &c->base, create_run, create_apply);
+    if (err != SH_OK)
+        reg_op_discard(&c->base);
+    return err;
+nomem:
+    reg_op_discard(&c->base);
+    return SH_E_NOMEM;
+}
+
+/* --------------------------------------------------- delete (step one) */
+
+static sh_err_t delete_run(sh_meta_t *m, sh_meta_op_t *op)
+{
+    reg_op_t *o = (reg_op_t *)op;
+    return sh_meta_topic_mark_deleting(m, o->topic->id);
+}
+
+static void delete_apply(reg_op_t *o)
+{
+    sh_registry_t *r = o->r;
+    sh_rtopic_t *t = o->topic;
+    sh_err_t err = o->op.err;
+    if (err == SH_KERR_UNKNOWN_TOPIC_ID || (err == SH_OK && t->deleting)) {
+        /* another request deleted it first */
+        err = SH_KERR_UNKNOWN_TOPIC_OR_PARTITION;
+    } else if (err == SH_OK) {
+        index_remove(r, t);
+        t->deleting = true;
+        partitions_close(r, t, true);
+        sh_log(SH_LOG_INFO, "registry", "topic \"%s\" marked for deletion", t->name);
+        /* Submitted before the caller answers, so anything the client
+         * sends after the answer (re-creating the name) runs after the
+         * drop. */
+        if (drop_submit(r, t->id, t->name) != SH_OK)
+            sh_log(SH_LOG_WARN, "registry",
+                   "could not queue the drop of topic \"%s\"; the next start resumes it",
+                   t->name);
+        sh_registry_topic_unref(t); /* the registry's own reference */
+    }
+    reg_op_finish(o, err, t);
+}
+
+sh_err_t sh_registry_topic_delete(sh_registry_t *r, sh_rtopic_t *t, sh_registry_done_fn cb,
+                                  void *arg)
+{
+    if (!t || t->deleting)
+        return SH_E_INVAL;
+    reg_op_t *o = reg_op_new(sizeof(*o), t, cb, arg);
+    if (!o)
+        return SH_E_NOMEM;
+    sh_err_t err = reg_op_submit(r, o, delete_run, delete_apply);
+    if (err != SH_OK)
+        reg_op_discard(o);
+    return err;
+}
+
+/* ------------------------------------------------------- add partitions */
+
+typedef struct {
+    reg_op_t base;
+    sh_uuid_t id;
+    int32_t new_count;
+    int32_t from;                    /* the count before, read on the worker */
+    take_result_t *takes;            /* new_count - from entries */
+} parts_op_t;
+
+static sh_err_t parts_run(sh_meta_t *m, sh_meta_op_t *op)
+{
+    parts_op_t *p = (parts_op_t *)op;
+    sh_meta_topic_t mt;
+    sh_meta_partition_t *parts = NULL;
+    size_t nparts = 0;
+    /* The count now, not when the request was decoded: an earlier add of
+     * the same topic may have run since, and its partitions are taken. */
+    sh_err_t err = sh_meta_topic_get_by_id(m, p->id, &p->base.arena, &mt);
+    if (err != SH_OK)
+        return err;
+    if (mt.state == SH_META_TOPIC_DELETING)
+        return SH_KERR_UNKNOWN_TOPIC_OR_PARTITION;
+    p->from = mt.partition_count;
+    err = sh_meta_topic_partitions_add(m, p->id, p->new_count);
+    if (err != SH_OK)
+        return err;
+    p->takes = sh_arena_calloc(&p->base.arena, (size_t)(p->new_count - p->from),
+                               sizeof(*p->takes));
+    if (!p->takes)
+        return SH_OK;
+    if (sh_meta_partition_list(m, p->id, &p->base.arena, &parts, &nparts) != SH_OK)
+        nparts = 0;
+    take_range(m, p->id, parts, nparts, p->from, p->new_count, p->base.node_id, p->takes);
+    return SH_OK;
+}
+
+static void parts_apply(reg_op_t *o)
+{
+    parts_op_t *p = (parts_op_t *)o;
+    sh_registry_t *r = o->r;
+    sh_rtopic_t *t = o->topic;
+    sh_err_t err = o->op.err;
+    if (err == SH_KERR_UNKNOWN_TOPIC_ID || (err == SH_OK && t->deleting)) {
+        err = SH_KERR_UNKNOWN_TOPIC_OR_PARTITION;
+        goto out;
+    }
+    if (err != SH_OK)
+        goto out;
+    if (t->partition_count != p->from)
+        sh_log(SH_LOG_WARN, "registry", "topic \"%s\" had %d partitions in the registry and %d "
+                                        "in the metadata store", t->name, t->partition_count,
+               p->from);
+    int32_t from = t->partition_count;
+    if (topic_partitions_grow(t, p->new_count) != SH_OK) {
+        sh_log(SH_LOG_ERROR, "registry", "out of memory adding partitions to \"%s\"; served "
+                                         "after a restart", t->name);
+        err = SH_E_NOMEM;
+        goto out;
+    }
+    for (int32_t i = from; i < t->partition_count; i++) {
+        int32_t k = i - p->from;
+        take_result_t tr = {.err = SH_E_NOMEM};
+        if (p->takes && k >= 0 && k < p->new_count - p->from)
+            tr = p->takes[k];
+        sh_rpartition_t *rp = t->partitions[i];
+        if (tr.err == SH_OK) {
+            rp->leader_id = r->node_id;
+            rp->leader_epoch = tr.epoch;
+            rp->error_code = 0;
+        } else {
+            sh_log(SH_LOG_WARN, "registry", "could not take leadership of %s-%d (error %d)",
+                   t->name, i, tr.err);
+        }
+    }
+    partitions_open(r, t, from);
+    sh_log(SH_LOG_INFO, "registry", "topic \"%s\" now has %d partitions", t->name,
+           t->partition_count);
+out:
+    reg_op_finish(o, err, t);
+}
+
+sh_err_t sh_registry_partitions_add(sh_registry_t *r, sh_rtopic_t *t, int32_t new_count,
+                                    sh_registry_done_fn cb, void *arg)
+{
+    if (!t || t->deleting || new_count <= 0)
+        return SH_E_INVAL;
+    parts_op_t *p = (parts_op_t *)reg_op_new(sizeof(*p), t, cb, arg);
+    if (!p)
+        return SH_E_NOMEM;
+    p->id = t->id;
+    p->new_count = new_count;
+    sh_err_t err = reg_op_submit(r, &p->base, parts_run, parts_apply);
+    if (err != SH_OK)
+        reg_op_discard(&p->base);
+    return err;
+}
+
+/* -------------------------------------------------------- alter configs */
+
+typedef struct {
+    reg_op_t base;
+    sh_uuid_t id;
+    sh_meta_config_t *changes;       /* in base.arena */
+    size_t n;
+    int replace_all;
+    sh_meta_config_t *stored;        /* read back after the change */
+    size_t nstored;
+} alter_op_t;
+
+static sh_err_t alter_run(sh_meta_t *m, sh_meta_op_t *op)
+{
+    alter_op_t *a = (alter_op_t *)op;
+    sh_err_t err = sh_meta_topic_configs_alter(m, a->id, a->changes, a->n, a->replace_all);
+    if (err != SH_OK)
+        return err;
+    return sh_meta_topic_configs_get(m, a->id, &a->base.arena, &a->stored, &a->nstored);
+}
+
+static void alter_apply(reg_op_t *o)
+{
+    alter_op_t *a = (alter_op_t *)o;
+    sh_registry_t *r = o->r;
+    sh_rtopic_t *t = o->topic;
+    sh_err_t err = o->op.err;
+    if (err == SH_KERR_UNKNOWN_TOPIC_ID || (err == SH_OK && t->deleting)) {
+        err = SH_KERR_UNKNOWN_TOPIC_OR_PARTITION;
+        goto out;
+    }
+    if (err != SH_OK)
+        goto out;
+    sh_meta_config_t *copy = NULL;
+    if (overrides_copy(a->stored, a->nstored, &copy) != SH_OK) {
+        sh_log(SH_LOG_ERROR, "registry", "out of memory applying new configuration of \"%s\"; "
+                                         "it takes effect after a restart", t->name);
+        err = SH_E_NOMEM;
+        goto out;
+    }
+    overrides_free(t->overrides, t->noverrides);
+    t->overrides = copy;
+    t->noverrides = a->nstored;
+    topic_cfg_resolve(r, t);
+    if (r->hooks.config_changed)
+        r->hooks.config_changed(r->hooks.arg, t);
+    sh_log(SH_LOG_INFO, "registry", "topic \"%s\" configuration changed (%zu overrides)",
+           t->name, t->noverrides);
+out:
+    reg_op_finish(o, err, t);
+}
+
+sh_err_t sh_registry_configs_alter(sh_registry_t *r, sh_rtopic_t *t,
+                                   const sh_meta_config_t *changes, size_t n, bool replace_all,
+                                   sh_registry_done_fn cb, void *arg)
+{
+    if (!t || t->deleting)
+        return SH_E_INVAL;
+    alter_op_t *a = (alter_op_t *)reg_op_new(sizeof(*a), t, cb, arg);
+    if (!a)
+        return SH_E_NOMEM;
+    sh_arena_t *ar = &a->base.arena;
+    a->id = t->id;
+    a->replace_all = replace_all ? 1 : 0;
+    if (n) {
+        a->changes = sh_arena_calloc(ar, n, sizeof(*a->changes));
+        if (!a->changes)
+            goto nomem;
+        for (size_t i = 0; i < n; i++) {
+            a->changes[i].key = sh_arena_strndup(ar, changes[i].key, strlen(changes[i].key));
+            if (!a->changes[i].key)
+                goto nomem;
+            if (changes[i].value) {
+                a->changes[i].value =
+                    sh_arena_strndup(ar, changes[i].value, strlen(changes[i].value));
+                if (!a->changes[i].value)
+                    goto nomem;
+            }
+        }
+        a->n = n;
+    }
+    sh_err_t err = reg_op_submit(r, &a->base, alter_run, alter_apply);
+    if (err != SH_OK)
+        reg_op_discard(&a->base);
+    return err;
+nomem:
+    reg_op_discard(&a->base);
+    return SH_E_NOMEM;
 }
 
 /* ----------------------------------------------------------------- load */
@@ -644,6 +1036,67 @@ sh_err_t sh_registry_load(sh_registry_t *r)
 out:
     sh_arena_fini(&a);
     return err;
+}
+
+/* ------------------------------------------------------ admin helpers */
+
+typedef struct {
+    sh_slice_t name;
+    size_t index;
+} name_ref_t;
+
+static int name_ref_cmp_name(const name_ref_t *x, const name_ref_t *y)
+{
+    size_t n = x->name.len < y->name.len ? x->name.len : y->name.len;
+    int c = n ? memcmp(x->name.ptr, y->name.ptr, n) : 0;
+    if (c)
+        return c;
+    return x->name.len < y->name.len ? -1 : x->name.len > y->name.len ? 1 : 0;
+}
+
+/* By name, then position, so each run of equal names starts with the
+ * first mention. */
+static int name_ref_cmp(const void *a, const void *b)
+{
+    const name_ref_t *x = a, *y = b;
+    int c = name_ref_cmp_name(x, y);
+    if (c)
+        return c;
+    return x->index < y->index ? -1 : x->index > y->index ? 1 : 0;
+}
+
+static sh_err_t names_mark(sh_arena_t *a, const sh_slice_t *names, size_t n, bool *mark,
+                           bool first_too)
+{
+    if (n == 0)
+        return SH_OK;
+    memset(mark, 0, n * sizeof(*mark));
+    name_ref_t *refs = sh_arena_calloc(a, n, sizeof(*refs));
+    if (!refs)
+        return SH_E_NOMEM;
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++)
+        if (names[i].ptr)
+            refs[m++] = (name_ref_t){names[i], i};
+    qsort(refs, m, sizeof(*refs), name_ref_cmp);
+    for (size_t i = 1; i < m; i++)
+        if (name_ref_cmp_name(&refs[i - 1], &refs[i]) == 0) {
+            mark[refs[i].index] = true;
+            if (first_too)
+                mark[refs[i - 1].index] = true;
+        }
+    return SH_OK;
+}
+
+sh_err_t sh_registry_names_dups(sh_arena_t *a, const sh_slice_t *names, size_t n, bool *dup)
+{
+    return names_mark(a, names, n, dup, true);
+}
+
+sh_err_t sh_registry_names_repeats(sh_arena_t *a, const sh_slice_t *names, size_t n,
+                                   bool *later)
+{
+    return names_mark(a, names, n, later, false);
 }
 
 /* ------------------------------------------------- sh_topics_t adapter */

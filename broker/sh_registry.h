@@ -121,6 +121,58 @@ void sh_registry_topic_unref(sh_rtopic_t *t);
 int32_t sh_registry_node_id(const sh_registry_t *r);
 const sh_config_t *sh_registry_config(const sh_registry_t *r);
 
+/* ------------------------------------------------------------------ */
+/* Changes. Each validates nothing beyond what the store checks (handlers
+ * validate names, counts and configs first), submits one metadata op and
+ * returns SH_OK; cb then runs exactly once on the loop thread, after the
+ * registry was updated and the hooks were called. Any other return (logged
+ * by nobody: SH_E_NOMEM, SH_E_CLOSED at shutdown) means cb will not run.
+ * err in cb is SH_OK, a Kafka code from the store (TOPIC_ALREADY_EXISTS,
+ * INVALID_PARTITIONS, UNKNOWN_TOPIC_OR_PARTITION for a topic deleted
+ * meanwhile, ...) or an internal error (SH_E_IO, SH_E_AGAIN); t is the
+ * topic concerned, valid during cb, NULL when creation failed. */
+typedef void (*sh_registry_done_fn)(void *arg, sh_err_t err, sh_rtopic_t *t);
+
+/* CreateTopics / auto-creation: create the topic with `partitions`
+ * partitions and these overrides (copied; values non-NULL), take
+ * leadership of every partition, add it, partition_open each. */
+sh_err_t sh_registry_topic_create(sh_registry_t *r, sh_slice_t name, int32_t partitions,
+                                  const sh_meta_config_t *configs, size_t nconfigs,
+                                  sh_registry_done_fn cb, void *arg);
+
+/* DeleteTopics: mark the topic deleting in the store; then remove it from
+ * the registry, partition_close(deleted=true) each partition, call cb, and
+ * in the background drop it from the store and hand its freed segment
+ * objects to objects_purge. */
+sh_err_t sh_registry_topic_delete(sh_registry_t *r, sh_rtopic_t *t, sh_registry_done_fn cb,
+                                  void *arg);
+
+/* CreatePartitions: grow t to new_count partitions, take and open the new
+ * ones. */
+sh_err_t sh_registry_partitions_add(sh_registry_t *r, sh_rtopic_t *t, int32_t new_count,
+                                    sh_registry_done_fn cb, void *arg);
+
+/* AlterConfigs (replace_all) / IncrementalAlterConfigs: store the changes
+ * (a NULL value removes an override), reload the topic's overrides,
+ * re-resolve t->cfg and call config_changed. */
+sh_err_t sh_registry_configs_alter(sh_registry_t *r, sh_rtopic_t *t,
+                                   const sh_meta_config_t *changes, size_t n, bool replace_all,
+                                   sh_registry_done_fn cb, void *arg);
+
+/* Metadata operations submitted by the registry whose completion has not
+ * run yet (tests, shutdown checks). */
+int sh_registry_pending(const sh_registry_t *r);
+
+/* For admin handlers: set dup[i] for every names[i] that occurs more than
+ * once in names[0..n) (null names never match). O(n log n), so a request
+ * listing a million topics costs no more than reading it. dup is zeroed
+ * first. SH_E_NOMEM if the arena is exhausted. */
+sh_err_t sh_registry_names_dups(sh_arena_t *a, const sh_slice_t *names, size_t n, bool *dup);
+/* Same, but set later[i] only for repeats: names[i] equals an earlier
+ * names[j], j < i (the first mention stays false). */
+sh_err_t sh_registry_names_repeats(sh_arena_t *a, const sh_slice_t *names, size_t n,
+                                   bool *later);
+
 /* The sh_topics_t adapter Metadata uses (sh_broker_set_topics). */
 extern const sh_topics_ops_t sh_registry_topics_ops;
 

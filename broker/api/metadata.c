@@ -25,10 +25,20 @@
  *    asked, every operation Kafka supports on the resource type (we have
  *    no authorizer yet, which is what Kafka reports without one).
  *
- * Kafka differences: auto-creation (allow_auto_topic_creation with
- * auto.create.topics.enable) is not wired yet, so unknown topics are
- * reported instead of created; topic ids are whatever the topic source
- * gives.
+ *  - auto-creation: when auto.create.topics.enable is true and the request
+ *    allows it (v4+ allow_auto_topic_creation; v0-3 always), each unknown
+ *    topic with a legal name is created with num.partitions partitions
+ *    (and the broker's default configuration) through the topic registry,
+ *    and the response waits for the creations, then lists those topics
+ *    like any other. A creation that fails (the name still belongs to a
+ *    topic being deleted, a metadata error) is answered with
+ *    LEADER_NOT_AVAILABLE, which every client retries.
+ *
+ * Kafka differences: Kafka answers LEADER_NOT_AVAILABLE for a topic it
+ * has just started to create and lets the client ask again; waiting for
+ * the creation instead saves librdkafka, kafkajs and kafka-python a retry
+ * round (each of them accepts either answer). Topic ids come from the
+ * topic source (the registry: real ids).
  *
  * Thread: loop thread. Memory: everything in the request arena.
  */
@@ -127,6 +137,70 @@ static bool topic_fill(sh_request_t *req, topic_t *t, const sh_topic_view_t *v,
     return true;
 }
 
+/* Auto-creation in flight for one request. */
+typedef struct {
+    sh_broker_t *b;
+    sh_request_t *req;
+    int pending;
+    bool started;
+} autocreate_t;
+
+static void metadata_answer(sh_broker_t *b, sh_request_t *req, bool created);
+
+static void autocreate_done(void *arg, sh_err_t err, sh_rtopic_t *t)
+{
+    autocreate_t *ac = arg;
+    (void)t;
+    if (err != SH_OK && err != SH_KERR_TOPIC_ALREADY_EXISTS)
+        sh_log(SH_LOG_WARN, "metadata", "could not auto-create a topic: %s", sh_err_str(err));
+    if (--ac->pending == 0 && ac->started)
+        metadata_answer(ac->b, ac->req, true);
+}
+
+/* Start creating every unknown, legal, named topic of the request;
+ * returns how many creations are under way (0: answer now). */
+static int metadata_autocreate(sh_broker_t *b, sh_request_t *req, autocreate_t **out)
+{
+    const sh_metadata_request_t *m = req->msg;
+    autocreate_t *ac = NULL;
+    if (!b->registry || !b->cfg->auto_create_topics_enable || !m->allow_auto_topic_creation ||
+        m->topics_count <= 0)
+        return 0;
+    sh_slice_t *names = sh_arena_calloc(&req->arena, (size_t)m->topics_count, sizeof(*names));
+    bool *dup = sh_arena_calloc(&req->arena, (size_t)m->topics_count, sizeof(*dup));
+    if (!names || !dup)
+        return 0;
+    for (int32_t i = 0; i < m->topics_count; i++)
+        names[i] = m->topics[i].name;
+    if (sh_registry_names_repeats(&req->arena, names, (size_t)m->topics_count, dup) != SH_OK)
+        return 0;
+    for (int32_t i = 0; i < m->topics_count; i++) {
+        sh_slice_t name = m->topics[i].name;
+        if (!name.ptr || !uuid_is_zero(m->topics[i].topic_id) ||
+            !sh_topics_name_is_legal(name) || sh_registry_find(b->registry, name))
+            continue;
+        /* a name listed twice is created once (at its first mention): a
+         * second creation would only fail with TOPIC_ALREADY_EXISTS */
+        if (dup[i])
+            continue;
+        if (!ac) {
+            ac = sh_arena_calloc(&req->arena, 1, sizeof(*ac));
+            if (!ac)
+                return 0;
+            ac->b = b;
+            ac->req = req;
+        }
+        if (sh_registry_topic_create(b->registry, name, b->cfg->num_partitions, NULL, 0,
+                                     autocreate_done, ac) == SH_OK) {
+            ac->pending++;
+            sh_log(SH_LOG_INFO, "metadata", "auto-creating topic \"%s\" for client \"%s\"",
+                   sh_request_printable(req, name, 249), sh_request_client_id(req));
+        }
+    }
+    *out = ac;
+    return ac ? ac->pending : 0;
+}
+
 static bool already_listed(const topic_t *topics, int32_t n, sh_slice_t name)
 {
     for (int32_t i = 0; i < n; i++)
@@ -136,6 +210,18 @@ static bool already_listed(const topic_t *topics, int32_t n, sh_slice_t name)
 }
 
 void sh_api_metadata_handle(sh_broker_t *b, sh_request_t *req)
+{
+    autocreate_t *ac = NULL;
+    if (metadata_autocreate(b, req, &ac) > 0) {
+        ac->started = true; /* answered by the last autocreate_done */
+        return;
+    }
+    metadata_answer(b, req, false);
+}
+
+/* created: auto-creation was attempted for this request; a topic still
+ * unknown now failed to be created. */
+static void metadata_answer(sh_broker_t *b, sh_request_t *req, bool created)
 {
     const sh_metadata_request_t *m = req->msg;
     const sh_topics_t *src = &b->topics;
@@ -222,9 +308,10 @@ void sh_api_metadata_handle(sh_broker_t *b, sh_request_t *req)
             if (!topic_fill(req, t, &view, want_ops))
                 goto nomem;
         } else {
-            int16_t code = auto_create && !sh_topics_name_is_legal(rt->name)
-                               ? SH_KERR_INVALID_TOPIC_EXCEPTION
-                               : SH_KERR_UNKNOWN_TOPIC_OR_PARTITION;
+            bool legal = sh_topics_name_is_legal(rt->name);
+            int16_t code = auto_create && !legal ? SH_KERR_INVALID_TOPIC_EXCEPTION
+                           : auto_create && created ? SH_KERR_LEADER_NOT_AVAILABLE
+                                                    : SH_KERR_UNKNOWN_TOPIC_OR_PARTITION;
             topic_error(t, code, rt->name, (sh_uuid_t){{0}});
         }
         n++;

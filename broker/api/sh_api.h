@@ -24,5 +24,11 @@ void sh_api_describe_groups_handle(sh_broker_t *b, sh_request_t *req);
 void sh_api_list_groups_handle(sh_broker_t *b, sh_request_t *req);
 void sh_api_delete_groups_handle(sh_broker_t *b, sh_request_t *req);
 void sh_api_offset_delete_handle(sh_broker_t *b, sh_request_t *req);
+void sh_api_create_topics_handle(sh_broker_t *b, sh_request_t *req);
+void sh_api_delete_topics_handle(sh_broker_t *b, sh_request_t *req);
+void sh_api_describe_configs_handle(sh_broker_t *b, sh_request_t *req);
+void sh_api_alter_configs_handle(sh_broker_t *b, sh_request_t *req);
+void sh_api_create_partitions_handle(sh_broker_t *b, sh_request_t *req);
+void sh_api_incremental_alter_configs_handle(sh_broker_t *b, sh_request_t *req);
 
 #endif
