@@ -85,6 +85,10 @@ struct sh_plog {
 
     bool closed;
     sh_err_t err;             /* 0 while served */
+
+    sh_producer_state_t *producers;   /* idempotent producers (docs/idempotence.md) */
+    int16_t (*epoch_floor)(void *arg, int64_t producer_id);
+    void *epoch_arg;
 };
 
 /* ------------------------------------------------------------- helpers */
@@ -346,6 +350,7 @@ static void plog_free(sh_plog_t *p)
     for (size_t i = 0; i < p->nchunks; i++)
         free(p->chunks[i].key);
     free(p->chunks);
+    sh_producer_state_free(p->producers);
     free(p->name);
     free(p);
 }
@@ -408,7 +413,85 @@ static sh_err_t replay_frame(void *arg, int64_t first, int64_t last, sh_slice_t 
     sh_block_unref(blk);
     p->next_offset = last + 1;
     p->durable = last + 1;
+    /* the batch headers above the snapshot rebuild the producer state */
+    if (b.producer_id >= 0 && !sh_record_batch_is_control(&b)) {
+        sh_producer_batch_desc_t d = {b.producer_id, b.producer_epoch, b.base_sequence,
+                                      b.last_offset_delta, b.max_timestamp};
+        if (sh_producer_state_record(p->producers, &d, first, last, sh_clock_wall_ms()) !=
+            SH_OK)
+            return SH_E_NOMEM;
+    }
     return SH_OK;
+}
+
+/* The producer state as of the committed offset: the snapshot written
+ * right before the commit that reached it. An older one (a commit made
+ * before producer snapshots existed) misses the batches in between: a
+ * retry of one of those would not be recognised, so say so. */
+static sh_err_t producers_load(sh_plog_t *p, sh_meta_t *meta, sh_meta_tp_t tp)
+{
+    sh_arena_t a;
+    sh_arena_init(&a, 4096);
+    int64_t as_of = -1;
+    const char *data = NULL;
+    sh_err_t err = sh_meta_producer_snapshot_get(meta, tp, p->committed, &a, &as_of, &data);
+    if (err == SH_E_NOTFOUND) {
+        if (p->committed > p->log_start)
+            sh_log(SH_LOG_WARN, "plog",
+                   "partition %s: no producer snapshot at or below committed offset %" PRId64
+                   "; idempotent producers are known only from the WAL",
+                   p->name, p->committed);
+        err = SH_OK;
+    } else if (err == SH_OK) {
+        err = sh_producer_state_decode(p->producers, data, strlen(data));
+        if (err == SH_E_CORRUPT) {
+            sh_log(SH_LOG_ERROR, "plog",
+                   "partition %s: the producer snapshot at offset %" PRId64 " is not "
+                   "readable; idempotent producers are known only from the WAL",
+                   p->name, as_of);
+            err = SH_OK;
+        } else if (err == SH_OK && as_of != p->committed) {
+            sh_log(SH_LOG_WARN, "plog",
+                   "partition %s: producer snapshot at offset %" PRId64 " is older than the "
+                   "committed offset %" PRId64 "; retries of batches in between are not "
+                   "recognised as duplicates",
+                   p->name, as_of, p->committed);
+        }
+    }
+    sh_arena_fini(&a);
+    return err;
+}
+
+/* Producers whose epoch was bumped elsewhere while this partition was
+ * closed (another broker's InitProducerId) must not be accepted at their
+ * old epoch. One read for all of them; a failure only loses that check. */
+static void producers_refence(sh_plog_t *p, sh_meta_t *meta)
+{
+    size_t n = sh_producer_state_count(p->producers);
+    if (n == 0)
+        return;
+    int64_t *ids = malloc(n * sizeof(*ids));
+    int16_t *epochs = malloc(n * sizeof(*epochs));
+    if (!ids || !epochs)
+        goto out;
+    size_t it = 0, k = 0;
+    const sh_producer_entry_t *e;
+    while (k < n && (e = sh_producer_state_next(p->producers, &it)))
+        ids[k++] = e->producer_id;
+    sh_err_t err = sh_meta_producer_epochs(meta, ids, k, epochs);
+    if (err != SH_OK) {
+        sh_log(SH_LOG_WARN, "plog", "partition %s: could not read producer epochs: %s",
+               p->name, sh_err_str(err));
+        goto out;
+    }
+    for (size_t i = 0; i < k; i++)
+        if (epochs[i] >= 0 && sh_producer_state_fence(p->producers, ids[i], epochs[i]))
+            sh_log(SH_LOG_INFO, "plog",
+                   "partition %s: producer id %" PRId64 " is at epoch %d now; older epochs "
+                   "are fenced", p->name, ids[i], epochs[i]);
+out:
+    free(ids);
+    free(epochs);
 }
 
 static sh_err_t load_chunks(sh_plog_t *p, sh_meta_t *meta, sh_meta_tp_t tp)
@@ -458,6 +541,10 @@ sh_err_t sh_plog_open(const sh_plog_opts_t *o, sh_plog_t **out)
     p->cfg = o->cfg;
     if (o->observer)
         p->obs = *o->observer;
+    p->epoch_floor = o->producer_epoch_floor;
+    p->epoch_arg = o->producer_arg;
+    if (!(p->producers = sh_producer_state_new()))
+        goto fail;
     size_t nl = strlen(o->topic_name ? o->topic_name : "?") + 16;
     p->name = malloc(nl);
     if (!p->name)
@@ -475,6 +562,9 @@ sh_err_t sh_plog_open(const sh_plog_opts_t *o, sh_plog_t **out)
     p->durable = p->committed;
     p->next_offset = p->committed;
     err = load_chunks(p, o->meta, tp);
+    if (err != SH_OK)
+        goto fail;
+    err = producers_load(p, o->meta, tp);
     if (err != SH_OK)
         goto fail;
 
@@ -496,6 +586,7 @@ sh_err_t sh_plog_open(const sh_plog_opts_t *o, sh_plog_t **out)
     p->hw = p->cfg.durability_object ? p->committed : p->durable;
     for (size_t i = 0; i < p->tail_len; i++)
         p->ready_bytes += tail_at(p, i)->len;
+    producers_refence(p, o->meta);
     sh_log(SH_LOG_INFO, "plog",
            "opened partition %s (leader epoch %d): log start %" PRId64 ", committed %" PRId64
            " in %zu chunks, %zu batches (%zu bytes) replayed from the WAL, log end %" PRId64,
@@ -658,11 +749,49 @@ static sh_err_t map_wal_err(sh_err_t err)
 
 /* Give a validated batch its offset and queue it on the WAL. SH_E_AGAIN
  * when the WAL is full (nothing changed); else 0 or a Kafka code. */
+/* Is the batch a duplicate's original already as safe as a new append
+ * would have to be before its answer? */
+static bool dup_settled(const sh_plog_t *p, const sh_plog_append_t *a)
+{
+    return a->last_offset < (p->cfg.durability_object ? p->committed : p->durable);
+}
+
+/* The producer check, at the moment the batch would get its offset, so
+ * batches are judged in log order whatever waited for WAL space. 0: append
+ * it; a Kafka code (a->reason set); or 0 with a->duplicate and the
+ * original's offsets. */
+static sh_err_t producer_check(sh_plog_t *p, sh_plog_append_t *a)
+{
+    const sh_record_batch_info_t *info = &a->info;
+    sh_producer_batch_desc_t d = {info->producer_id, info->producer_epoch,
+                                  info->base_sequence, info->last_offset_delta,
+                                  info->max_timestamp};
+    int16_t floor = p->epoch_floor ? p->epoch_floor(p->epoch_arg, d.producer_id) : -1;
+    bool dup = false;
+    sh_producer_batch_t orig;
+    sh_err_t err = sh_producer_state_check(p->producers, &d, floor, &dup, &orig, &a->reason);
+    if (err != SH_OK || !dup)
+        return err;
+    a->duplicate = true;
+    a->base_offset = orig.first_offset;
+    a->last_offset = orig.last_offset;
+    /* Kafka answers a duplicate with the batch's stored append time; ours
+     * is its max timestamp on a LogAppendTime topic */
+    a->log_append_time_ms = p->cfg.log_append_time ? orig.max_timestamp : -1;
+    a->log_start_offset = p->log_start;
+    return SH_OK;
+}
+
 static sh_err_t append_now(sh_plog_t *p, sh_plog_append_t *a)
 {
+    const sh_record_batch_info_t *info = &a->info;
+    if (info->producer_id >= 0) {
+        sh_err_t perr = producer_check(p, a);
+        if (perr != SH_OK || a->duplicate)
+            return perr;
+    }
     if (tail_reserve(p) != SH_OK)
         return SH_KERR_KAFKA_STORAGE_ERROR;
-    const sh_record_batch_info_t *info = &a->info;
     uint8_t *bytes = (uint8_t *)info->batch.ptr; /* the frame is ours to patch */
     size_t len = info->batch.len;
     size_t off = (size_t)(bytes - a->block->data);
@@ -690,6 +819,20 @@ static sh_err_t append_now(sh_plog_t *p, sh_plog_append_t *a)
     a->last_offset = last;
     a->log_append_time_ms = p->cfg.log_append_time ? max_ts : -1;
     a->log_start_offset = p->log_start;
+    if (info->producer_id >= 0) {
+        sh_producer_batch_desc_t d = {info->producer_id, info->producer_epoch,
+                                      info->base_sequence, info->last_offset_delta, max_ts};
+        /* Out of memory here would leave a written batch unknown to the
+         * state, and a retry of it would be stored twice: stop serving the
+         * partition instead (its batches stay in the WAL, and the next
+         * open rebuilds the state from them). */
+        if (sh_producer_state_record(p->producers, &d, base, last, sh_clock_wall_ms()) !=
+            SH_OK) {
+            sh_plog_fence(p, SH_KERR_KAFKA_STORAGE_ERROR,
+                          "out of memory recording an idempotent producer's batch");
+            return SH_KERR_KAFKA_STORAGE_ERROR;
+        }
+    }
     return SH_OK;
 }
 
@@ -703,6 +846,7 @@ sh_err_t sh_plog_append_start(sh_plog_t *p, sh_plog_append_t *a)
     a->log_start_offset = p->log_start;
     a->reason = NULL;
     a->error_index = -1;
+    a->duplicate = false;
     a->plog = p;
     a->queue = Q_NONE;
     a->prev = a->next = NULL;
@@ -727,13 +871,11 @@ sh_err_t sh_plog_append_start(sh_plog_t *p, sh_plog_append_t *a)
         a->error_index = a->info.error_index;
         return a->err = err > 0 ? err : SH_KERR_CORRUPT_MESSAGE;
     }
-    if (a->info.producer_id >= 0 || a->info.is_transactional) {
-        /* No producer state yet: without it sequences cannot be checked,
-         * and accepting the batch would promise exactly-once we cannot
-         * keep. InitProducerId is not advertised, so clients do not get
-         * here; Kafka answers an id it does not know the same way. */
-        a->reason = "idempotent and transactional producers are not supported yet";
-        return a->err = SH_KERR_UNKNOWN_PRODUCER_ID;
+    if (a->info.is_transactional) {
+        /* InitProducerId never hands out a transactional producer id, so
+         * no correct client gets here (docs/idempotence.md) */
+        a->reason = "transactions are not supported";
+        return a->err = SH_KERR_INVALID_TXN_STATE;
     }
 
     if (p->parked.head) {
@@ -752,7 +894,7 @@ sh_err_t sh_plog_append_start(sh_plog_t *p, sh_plog_append_t *a)
     }
     if (err != SH_OK)
         return a->err = err;
-    if (a->wait_durable) {
+    if (a->wait_durable && !(a->duplicate && dup_settled(p, a))) {
         a->pending = true;
         if (p->cfg.durability_object)
             q_push(p, &p->wait_commit, Q_COMMIT, a);
@@ -787,7 +929,7 @@ size_t sh_plog_retry_parked(sh_plog_t *p)
             append_finish(a, err);
             continue;
         }
-        if (!a->wait_durable) {
+        if (!a->wait_durable || (a->duplicate && dup_settled(p, a))) {
             append_finish(a, SH_OK);
             continue;
         }
@@ -927,6 +1069,8 @@ void sh_plog_upload_release(sh_plog_upload_t *u)
         sh_block_unref(u->blocks[i]);
     free(u->iov);
     free(u->blocks);
+    free(u->producer_state);
+    free(u->touched);
     if (u->plog)
         sh_plog_unref(u->plog);
     memset(u, 0, sizeof(*u));
@@ -963,6 +1107,18 @@ sh_err_t sh_plog_upload_take(sh_plog_t *p, size_t max_bytes, sh_plog_upload_t *o
     }
     out->iovcnt = (int)n;
     out->bytes = bytes;
+    size_t hexlen;
+    if (sh_producer_state_encode(p->producers, out->last_offset + 1, &out->producer_state,
+                                 &hexlen) != SH_OK ||
+        sh_producer_state_take_touched(p->producers, &out->touched, &out->ntouched) != SH_OK) {
+        for (size_t k = 0; k < n; k++)
+            sh_block_unref(out->blocks[k]);
+        free(out->iov);
+        free(out->blocks);
+        free(out->producer_state);
+        memset(out, 0, sizeof(*out));
+        return SH_E_NOMEM;
+    }
     out->base_offset = p->upload_mark;
     out->leader_epoch = p->leader_epoch;
     out->plog = p;
@@ -981,6 +1137,8 @@ void sh_plog_upload_abort(sh_plog_upload_t *u)
         p->upload_mark = u->base_offset;
         p->ready_bytes += u->bytes;
     }
+    if (p)
+        sh_producer_state_retouch(p->producers, u->touched, u->ntouched);
     sh_plog_upload_release(u);
 }
 
@@ -1007,6 +1165,9 @@ void sh_plog_upload_done(sh_plog_upload_t *u, const char *object_key, uint64_t b
     p->committed = u->last_offset + 1;
     if (!p->err)
         sh_wal_release(p->wal, u->last_offset);
+    for (size_t i = 0; i < u->ntouched; i++)
+        if (u->touched[i].recorded_epoch > u->touched[i].epoch)
+            sh_plog_producer_fence(p, u->touched[i].producer_id, u->touched[i].recorded_epoch);
     while (p->tail_len && tail_at(p, 0)->last < p->committed)
         tail_pop(p);
     sh_plog_upload_release(u);
@@ -1014,4 +1175,24 @@ void sh_plog_upload_done(sh_plog_upload_t *u, const char *object_key, uint64_t b
         append_finish(p->wait_commit.head, SH_OK);
     hw_update(p);
     sh_plog_unref(p);
+}
+
+/* ---------------------------------------------------------- producers */
+
+const sh_producer_state_t *sh_plog_producers(const sh_plog_t *p)
+{
+    return p->producers;
+}
+
+size_t sh_plog_producers_expire(sh_plog_t *p, int64_t now_ms, int64_t expiration_ms)
+{
+    return sh_producer_state_expire(p->producers, now_ms, expiration_ms);
+}
+
+void sh_plog_producer_fence(sh_plog_t *p, int64_t producer_id, int16_t epoch)
+{
+    if (sh_producer_state_fence(p->producers, producer_id, epoch))
+        sh_log(SH_LOG_INFO, "plog",
+               "partition %s: producer id %" PRId64 " moved to epoch %d elsewhere; its older "
+               "epochs are fenced here", p->name, producer_id, epoch);
 }

@@ -41,6 +41,16 @@
  * the metadata store and replays the WAL, rebuilding the tail from the
  * frames above the committed offset (a frame's payload is the stored batch).
  *
+ * Idempotent producers (docs/idempotence.md): the log keeps each producer
+ * id's epoch and last five batches (storage/sh_producer_state.h), checks
+ * every batch with a producer id against them when it is given its offset
+ * (so an in-flight retry of a batch still waiting for its fsync is caught
+ * too), answers a duplicate with the stored batch's offsets once those are
+ * durable, and never writes it twice. Each upload carries the state as of
+ * the chunk's end, which the uploader writes to the metadata store before
+ * the chunk commit; open() starts from that snapshot and replays the WAL
+ * above it.
+ *
  * Thread: the loop thread only (sh_plog_open and close may also run on the
  * startup thread before the loop starts). sh_plog_open blocks on the
  * metadata store and the WAL replay reads.
@@ -66,6 +76,7 @@
 #include "meta/sh_meta.h"
 #include "protocol/sh_record_batch.h"
 #include "protocol/sh_wire.h"
+#include "storage/sh_producer_state.h"
 #include "wal/sh_wal.h"
 
 typedef struct sh_plog sh_plog_t;
@@ -94,11 +105,18 @@ typedef struct sh_plog_opts {
     sh_meta_t *meta;                   /* read synchronously by sh_plog_open */
     sh_plog_cfg_t cfg;
     const sh_plog_observer_t *observer; /* may be NULL; must outlive the plog */
+    /* The broker's lowest acceptable epoch for a producer id (its own
+     * InitProducerId bumps), or -1 for no opinion. May be NULL. Loop
+     * thread; arg must outlive the plog. */
+    int16_t (*producer_epoch_floor)(void *arg, int64_t producer_id);
+    void *producer_arg;
 } sh_plog_opts_t;
 
 /* Open a partition: read its row (log start, committed offset) and chunk
- * index from the metadata store, open its WAL key and replay the frames
- * above the committed offset into the tail. Blocking (metadata and replay
+ * index from the metadata store, its producer snapshot at the committed
+ * offset, open its WAL key and replay the frames above the committed
+ * offset into the tail (and the producer state), then fence producers
+ * whose epoch the store says moved on. Blocking (metadata and replay
  * reads). Errors: SH_KERR_UNKNOWN_TOPIC_OR_PARTITION (no such partition),
  * SH_E_IO, SH_E_NOMEM, or what sh_wal_open refuses with. */
 sh_err_t sh_plog_open(const sh_plog_opts_t *o, sh_plog_t **out);
@@ -163,6 +181,8 @@ struct sh_plog_append {
     int64_t log_start_offset;
     const char *reason;         /* static text for a validation error, or NULL */
     int32_t error_index;        /* failing record index (RecordErrors), or -1 */
+    bool duplicate;             /* an idempotent retry of a stored batch: the
+                                 * offsets are the original's, nothing written */
 
     /* private */
     sh_record_batch_info_t info;
@@ -180,9 +200,13 @@ struct sh_plog_append {
  *     never from inside this call, with a->err 0 (and base_offset set) or
  *     an error (the partition was closed or fenced: NOT_LEADER_OR_FOLLOWER;
  *     a WAL failure: KAFKA_STORAGE_ERROR).
- * Producer ids: batches with producerId >= 0 (idempotent or
- * transactional) get UNKNOWN_PRODUCER_ID until the broker keeps producer
- * state (InitProducerId is not served, so clients do not send them).
+ * Producer ids: a batch with producerId >= 0 is checked against the
+ * producer state when it gets its offset (sh_producer_state_check:
+ * INVALID_PRODUCER_EPOCH, OUT_OF_ORDER_SEQUENCE_NUMBER,
+ * UNKNOWN_PRODUCER_ID); a duplicate completes like an append, with
+ * a->duplicate set and the original's offsets, once those are durable (or
+ * committed). Transactional batches get INVALID_TXN_STATE (transactions
+ * are not served).
  * The frame bytes of the batch are modified in place (offsets, and the
  * timestamp fields on a LogAppendTime topic).
  */
@@ -290,6 +314,13 @@ typedef struct sh_plog_upload {
     sh_block_t **blocks;
     int iovcnt;
     size_t bytes;
+    /* Producer state as of last_offset + 1 (sh_producer_state_encode), to
+     * be written with sh_meta_producer_snapshots_put before the commit,
+     * and the producers touched since the previous snapshot (their
+     * recorded_epoch is filled in by that write). Heap, owned here. */
+    char *producer_state;
+    sh_meta_producer_touch_t *touched;
+    size_t ntouched;
 } sh_plog_upload_t;
 
 /* Take durable entries from the committed offset on, up to max_bytes (at
@@ -300,7 +331,8 @@ sh_err_t sh_plog_upload_take(sh_plog_t *p, size_t max_bytes, sh_plog_upload_t *o
 /* The chunk was committed as (object_key, byte_offset, byte_length):
  * extend the chunk index, advance the committed offset, release the WAL
  * up to it, drop the uploaded entries from the tail, complete appends
- * waiting for the commit and wake watches. Then releases u. */
+ * waiting for the commit and wake watches, and fence producers whose
+ * recorded epoch (u->touched) moved past theirs. Then releases u. */
 void sh_plog_upload_done(sh_plog_upload_t *u, const char *object_key, uint64_t byte_offset,
                          uint32_t byte_length, int64_t max_timestamp);
 
@@ -314,6 +346,20 @@ void sh_plog_upload_release(sh_plog_upload_t *u);
 /* The metadata store says another leader owns the partition (SH_E_FENCED)
  * or it is gone: stop serving it. Waiting appends fail with `err`. */
 void sh_plog_fence(sh_plog_t *p, sh_err_t err, const char *why);
+
+/* ------------------------------------------------------------- producers */
+
+/* The partition's producer state (DescribeProducers); borrowed, valid
+ * until the plog changes. */
+const sh_producer_state_t *sh_plog_producers(const sh_plog_t *p);
+
+/* producer.id.expiration.ms: forget producers idle that long. Returns how
+ * many went. */
+size_t sh_plog_producers_expire(sh_plog_t *p, int64_t now_ms, int64_t expiration_ms);
+
+/* The producer's epoch is `epoch` now (an InitProducerId bump or another
+ * partition saw it): refuse older epochs here from now on. */
+void sh_plog_producer_fence(sh_plog_t *p, int64_t producer_id, int16_t epoch);
 
 /* The WAL key of a partition: "<topic id as 32 hex digits>-<partition>". */
 #define SH_PLOG_WAL_KEY_SIZE 48

@@ -329,6 +329,16 @@ sh_err_t sh_producer_state_take_touched(sh_producer_state_t *s, sh_meta_producer
     return SH_OK;
 }
 
+void sh_producer_state_retouch(sh_producer_state_t *s, const sh_meta_producer_touch_t *t,
+                               size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        sh_producer_entry_t *e = ps_find(s, t[i].producer_id);
+        if (e)
+            e->dirty = true;
+    }
+}
+
 /* ---------------------------------------------------------- snapshots */
 
 static const char ps_hex[] = "0123456789abcdef";

@@ -125,6 +125,11 @@ const sh_producer_entry_t *sh_producer_state_next(const sh_producer_state_t *s, 
 sh_err_t sh_producer_state_take_touched(sh_producer_state_t *s, sh_meta_producer_touch_t **out,
                                         size_t *n);
 
+/* An upload carrying these touches failed: mark the producers (those
+ * still here) changed again so the next snapshot reports them. */
+void sh_producer_state_retouch(sh_producer_state_t *s, const sh_meta_producer_touch_t *t,
+                               size_t n);
+
 /*
  * The state as of offset `upto` (exclusive): every producer, with only its
  * batches whose last offset is below upto. Text (lowercase hex of a

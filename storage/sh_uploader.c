@@ -5,7 +5,10 @@
  *   take   every registered plog gives its durable, un-uploaded entries
  *          (sh_plog_upload_take); each becomes one chunk of the builder
  *   put    sh_objstore_put_start of the sealed object
- *   commit a metadata op (run on the metadata worker) calls
+ *   commit a metadata op (run on the metadata worker) writes each
+ *          partition's producer snapshot as of its chunk's end (before
+ *          the commit, so a crash in between leaves the previous one at
+ *          the committed offset), then calls
  *          sh_meta_chunks_commit; if it is fenced or meets a deleted
  *          topic, the same op finds the partitions at fault and commits
  *          the object without them
@@ -64,6 +67,8 @@ struct upload {
     sh_meta_chunk_t *chunks;      /* per part, as committed */
     sh_err_t *part_err;           /* per part, set by upload_run */
     sh_meta_chunk_t *scratch;     /* upload_run's retry list */
+    sh_meta_producer_snapshot_t *snaps; /* per part; data and touched
+                                         * borrow the part's */
 };
 
 static void upload_free(upload_t *up)
@@ -76,6 +81,7 @@ static void upload_free(upload_t *up)
     free(up->chunks);
     free(up->part_err);
     free(up->scratch);
+    free(up->snaps);
     free(up);
 }
 
@@ -262,7 +268,12 @@ static sh_err_t upload_run(sh_meta_t *m, sh_meta_op_t *op)
     int64_t now = sh_clock_wall_ms();
     for (size_t i = 0; i < up->n; i++)
         up->part_err[i] = SH_OK;
-    sh_err_t err = sh_meta_chunks_commit(m, up->key, (int64_t)up->size, up->chunks, up->n, now);
+    /* A partition whose snapshot is refused (another leader, deleted) is
+     * refused by the commit below for the same reason. */
+    sh_err_t err = sh_meta_producer_snapshots_put(m, up->snaps, up->n, now);
+    if (err != SH_OK)
+        return err;
+    err = sh_meta_chunks_commit(m, up->key, (int64_t)up->size, up->chunks, up->n, now);
     if (err != SH_E_FENCED && err != SH_KERR_UNKNOWN_TOPIC_OR_PARTITION)
         return err;
 
@@ -447,8 +458,9 @@ static sh_err_t upload_start(sh_uploader_t *u)
     up->chunks = calloc(np, sizeof(*up->chunks));
     up->part_err = calloc(np, sizeof(*up->part_err));
     up->scratch = calloc(np, sizeof(*up->scratch));
+    up->snaps = calloc(np, sizeof(*up->snaps));
     if (!up->builder || !up->parts || !up->descs || !up->chunks || !up->part_err ||
-        !up->scratch)
+        !up->scratch || !up->snaps)
         goto nomem;
 
     uint64_t budget = u->o.max_object_bytes;
@@ -507,6 +519,13 @@ static sh_err_t upload_start(sh_uploader_t *u)
         mc->byte_offset = (int64_t)all[i].byte_offset;
         mc->byte_length = (int64_t)all[i].byte_length;
         mc->leader_epoch = up->parts[i].leader_epoch;
+        sh_meta_producer_snapshot_t *ps = &up->snaps[i];
+        ps->tp = (sh_meta_tp_t){mc->topic_id, mc->partition};
+        ps->leader_epoch = mc->leader_epoch;
+        ps->as_of_offset = up->parts[i].last_offset + 1; /* the state's cut */
+        ps->data = up->parts[i].producer_state;
+        ps->touched = up->parts[i].touched;
+        ps->ntouched = up->parts[i].ntouched;
     }
     u->inflight = up;
     recount(u);

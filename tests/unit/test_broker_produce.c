@@ -562,7 +562,11 @@ static void test_produce_errors(void **state)
     batch_t big = mk_batch(10, "big", 1700000000000, -1, 0);
     batch_t bad = mk_batch(2, "bad", 1700000000000, -1, 0);
     bad.bytes[bad.len - 1] ^= 1;
+    /* an idempotent producer the partition never saw must start at
+     * sequence 0: this one claims 3 (the CRC covers the sequence) */
     batch_t idem = mk_batch(2, "idem", 1700000000000, 77, 0);
+    sh_store_be32(idem.bytes + SH_RB_OFF_BASE_SEQUENCE, 3);
+    sh_store_be32(idem.bytes + SH_RB_OFF_CRC, sh_record_batch_crc_compute(idem.bytes, idem.len));
     pspec_t ps[] = {
         {"ok", 0, &good},     {"nosuch", 0, &good2}, {"ok", 5, &good2}, {"small", 0, &big},
         {"ok", 1, &bad},      {"ok", 1, &idem},      {"ok", 1, NULL},   {"ok", 1, &good2},

@@ -327,7 +327,12 @@ static void test_validation_errors(void **state)
     ((uint8_t *)crc.records.ptr)[crc.records.len - 1] ^= 0x55;
     assert_int_equal(append(p, &a, &crc, true, &d), SH_KERR_CORRUPT_MESSAGE);
 
+    /* an idempotent producer the partition never saw must start at
+     * sequence 0 (the sequence is under the CRC: recompute it) */
     frame_t idem = mk_frame(2, 3, 1700000000000, 1234, 0);
+    uint8_t *ib = (uint8_t *)idem.records.ptr;
+    sh_store_be32(ib + SH_RB_OFF_BASE_SEQUENCE, 5);
+    sh_store_be32(ib + SH_RB_OFF_CRC, sh_record_batch_crc_compute(ib, idem.records.len));
     assert_int_equal(append(p, &a, &idem, true, &d), SH_KERR_UNKNOWN_PRODUCER_ID);
     assert_non_null(a.reason);
 
