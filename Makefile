@@ -122,6 +122,11 @@ fuzz: fuzz-build
 compat: all
 	@kafka-compat-suite/run.sh
 
+# The same scenarios in the production configuration's metadata store:
+# every broker on PostgreSQL (kafka-compat-suite/README.md, META).
+compat-pg: all
+	@META=postgresql kafka-compat-suite/run.sh
+
 deps:
 	@.ci/install-deps run
 
@@ -140,6 +145,7 @@ test: deps-test
 	$(MAKE) asan
 	$(MAKE) fuzz
 	$(MAKE) compat
+	$(MAKE) compat-pg
 
 gen:
 	$(PYTHON) protocol/gen/shgen.py protocol/spec protocol/generated

@@ -12,6 +12,11 @@
 # ASan+UBSan broker instead of bin/streamhouse-server. Environment: see
 # README.md (BROKER selects the broker binary).
 #
+# Configurations (environment): META=postgresql runs every broker on a
+# PostgreSQL metadata store (one throwaway server for the run, a fresh
+# database per scenario; make compat-pg); STORAGE=s3 is the hook for S3
+# object storage (lib/needs/s3.sh). Default: SQLite and a local directory.
+#
 # Directives in a scenario's first 40 lines, "# compat-KEY: VALUE" (or "//"):
 #   compat-timeout: SECONDS     instead of COMPAT_TIMEOUT (default 120)
 #   compat-override: KEY=VALUE  extra broker setting (repeatable); the text
@@ -35,11 +40,25 @@ for a in "$@"; do
         -v) verbose=1 ;;
         -k) keep=1 ;;
         --asan) asan=1 ;;
-        -h|--help) sed -n '2,23p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,28p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
         -*) echo "unknown option $a" >&2; exit 2 ;;
         *) patterns+=("$a") ;;
     esac
 done
+
+# Production-like configurations: services every scenario needs, started
+# like a scenario's own compat-needs (lib/needs/NAME.sh).
+global_needs=()
+case ${META:-sqlite} in
+    sqlite) ;;
+    postgresql|postgres) global_needs+=(postgres) ;;
+    *) echo "compat: unknown META=$META (sqlite or postgresql)" >&2; exit 2 ;;
+esac
+case ${STORAGE:-local} in
+    local|file) ;;
+    s3) global_needs+=(s3) ;;   # provider: lib/needs/s3.sh (S3-compatible store)
+    *) echo "compat: unknown STORAGE=$STORAGE (local or s3)" >&2; exit 2 ;;
+esac
 
 mapfile -t all < <(cd "$SUITE" && ls -1 | grep -E '^[0-9]{3}_.+\.(sh|py|js)$' | sort)
 scenarios=()
@@ -72,15 +91,31 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 tmp_root=$(mktemp -d "${TMPDIR:-/tmp}/streamhouse-compat.XXXXXX")
 current_needs=()
+pg_run_state=
 cleanup() {
     sh_broker_stop_all
     stop_needs
+    if [ -n "$pg_run_state" ]; then
+        "$SH_REPO_ROOT/tests/tools/pg-stop.sh" "$pg_run_state" || true
+    fi
     # Directories of failed scenarios stay for inspection; drop the root
     # only if nothing is left in it.
     rmdir "$tmp_root" 2>/dev/null || true
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+
+# META=postgresql: one server for the whole run (starting one takes a few
+# seconds); lib/needs/postgres.sh gives each scenario a fresh database on it.
+if [[ " ${global_needs[*]} " == *" postgres "* ]]; then
+    pg_run_state=$tmp_root/postgres.state
+    if ! "$SH_REPO_ROOT/tests/tools/pg-start.sh" "$pg_run_state" >/dev/null; then
+        echo "compat: could not start PostgreSQL for META=postgresql" >&2
+        exit 1
+    fi
+    export SH_COMPAT_PG_STATE=$pg_run_state
+    echo "compat: metadata in PostgreSQL (META=postgresql), a fresh database per scenario"
+fi
 
 directive() {   # directive FILE KEY -> each value, one a line
     head -n 40 "$1" | sed -nE "s@^(#|//)[[:space:]]*compat-$2:[[:space:]]*(.*[^[:space:]])[[:space:]]*\$@\\2@p"
@@ -137,6 +172,9 @@ for s in "${scenarios[@]}"; do
         [ -n "$kv" ] && scenario_overrides+=("${kv//\$SCENARIO_TMP/$dir}")
     done < <(directive "$path" override)
     read -r -a needs <<<"$(directive "$path" needs | tr '\n' ' ')"
+    for n in "${global_needs[@]}"; do
+        [[ " ${needs[*]} " == *" $n "* ]] || needs+=("$n")
+    done
 
     export SCENARIO_TMP=$dir COMPAT_LIB=$SUITE/lib SCENARIO_NAME=$name
     unset BROKER_PID BROKER_PORT BOOTSTRAP BROKER_LOG BROKER_DATA BROKER_EXIT

@@ -6,7 +6,8 @@
 #                                            SH_TEST_META_URL and SH_TEST_PG_STATE
 #                                            set, always stop it; exit with CMD's status
 #   tests/tools/pg-start.sh --resume STATE   start a server stopped with
-#                                            pg-stop.sh --keep again (same port)
+#                                            pg-stop.sh --keep again (same port;
+#                                            nothing to do if it runs)
 #   tests/tools/pg-start.sh --restart STATE  pg_ctl restart (fast shutdown)
 #
 # A new server gets its own directory under ${TMPDIR:-/tmp} owned by the
@@ -85,6 +86,9 @@ case ${1:-} in
     --resume)
         [ $# -eq 2 ] || die "usage: $0 --resume STATE"
         load_state "$2"
+        if [ -f "$PG_DATA/postmaster.pid" ] && kill -0 "$(head -n 1 "$PG_DATA/postmaster.pid")" 2>/dev/null; then
+            exit 0 # already running
+        fi
         pg_ctl_start || die "could not start the server in $PG_DATA again (log: $PG_DIR/postgres.log)"
         exit 0
         ;;
