@@ -83,7 +83,7 @@ static sh_slice_t arena_str(sh_request_t *req, const char *s)
 /* Was `name` asked for? A null key list asks for everything. */
 static bool wanted(const req_res_t *rr, const char *name)
 {
-    if (rr->configuration_keys_count < 0 || !rr->configuration_keys)
+    if (rr->configuration_keys_count < 0) /* null: everything */
         return true;
     for (int32_t i = 0; i < rr->configuration_keys_count; i++)
         if (sh_slice_eq_str(rr->configuration_keys[i], name))
