@@ -23,7 +23,7 @@
 #include <string.h>
 
 #include "broker/sh_broker.h"
-#include "broker/sh_producer_ids.h"
+#include "broker/sh_objstore_cfg.h"
 #include "common/sh_clock.h"
 #include "common/sh_log.h"
 
@@ -158,8 +158,6 @@ static sh_err_t hook_open(void *arg, sh_rpartition_t *p)
     o.meta = dp->meta;
     plog_cfg_of(&p->topic->cfg, &o.cfg);
     o.observer = &dp->observer;
-    o.producer_epoch_floor = sh_producer_ids_epoch_floor;
-    o.producer_arg = dp->broker->producer_ids;
     sh_plog_t *log = NULL;
     sh_err_t err = sh_plog_open(&o, &log);
     if (err != SH_OK)
@@ -316,12 +314,10 @@ sh_datapath_t *sh_datapath_new(sh_broker_t *b)
                path, sh_err_str(err), cfg->wal_segment_bytes, cfg->wal_max_bytes);
         goto fail;
     }
-    err = sh_objstore_open(cfg->storage_url, &dp->store);
-    if (err != SH_OK) {
-        sh_log(SH_LOG_ERROR, "datapath", "could not open the object store \"%s\": %s",
-               cfg->storage_url, sh_err_str(err));
+    /* s3:// takes the streamhouse.s3.* keys and is probed; logs why it failed */
+    err = sh_objstore_cfg_open(cfg, &dp->store);
+    if (err != SH_OK)
         goto fail;
-    }
     if (cfg->cache_bytes > 0 && !(dp->cache = sh_cache_new((size_t)cfg->cache_bytes)))
         goto fail;
     sh_uploader_opts_t uo = {0};
