@@ -6,9 +6,11 @@
 #   make test       install what is missing, then every test: unit, ASan+UBSan, fuzz, end to end
 #   make unit       cmocka unit tests (normal build)
 #   make unit-pg    metadata conformance + PostgreSQL tests against a throwaway server
+#   make unit-s3    object-store conformance + S3 tests against a throwaway s3rver
 #   make asan       ASan+UBSan build of the unit tests, and run them
 #   make fuzz       libFuzzer targets for a bounded time over their corpora
 #   make compat     kafka-compat-suite against the built broker
+#   make compat-s3  the same, every broker on S3 object storage (STORAGE=s3)
 #   make compat-pg  the same, every broker on PostgreSQL metadata (META=postgresql)
 #   make check-layers  enforce the include rule between layers
 #   make gen        regenerate protocol/generated from protocol/spec
@@ -82,6 +84,7 @@ $(foreach t,$(FUZZ_SRC:tests/fuzz/%.c=%),$(eval $(call fuzz_rule,$(t))))
 
 .PHONY: all run test unit unit-build asan fuzz fuzz-build compat deps deps-test clean check-layers gen check-gen
 .PHONY: unit-pg compat-pg
+.PHONY: unit-s3 compat-s3
 
 all: bin/streamhouse-server
 
@@ -105,6 +108,13 @@ PG_UNIT_BIN := $(BUILD)/tests/test_meta_conformance $(filter $(BUILD)/tests/test
 unit-pg: $(PG_UNIT_BIN)
 	@tests/tools/pg-start.sh --run tests/tools/run-unit.sh $(PG_UNIT_BIN)
 
+# The object-store conformance suite and tests/unit/test_storage_s3*.c
+# against a throwaway s3rver (S3 with SigV4 checks); s3-start.sh --run
+# stops it however the tests end.
+S3_UNIT_BIN := $(BUILD)/tests/test_storage_objstore $(filter $(BUILD)/tests/test_storage_s3%,$(UNIT_BIN))
+unit-s3: $(S3_UNIT_BIN)
+	@tests/tools/s3-start.sh --run tests/tools/run-unit-s3.sh $(S3_UNIT_BIN)
+
 asan:
 	$(MAKE) BUILD=$(ASAN_BUILD) CC=clang \
 	  CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
@@ -121,6 +131,11 @@ fuzz: fuzz-build
 
 compat: all
 	@kafka-compat-suite/run.sh
+
+# The same scenarios with every broker's segments in S3 (a throwaway s3rver
+# per scenario; kafka-compat-suite/README.md, STORAGE).
+compat-s3: all
+	@STORAGE=s3 kafka-compat-suite/run.sh
 
 # The same scenarios in the production configuration's metadata store:
 # every broker on PostgreSQL (kafka-compat-suite/README.md, META).
@@ -142,9 +157,11 @@ test: deps-test
 	$(MAKE) check-gen
 	$(MAKE) unit
 	$(MAKE) unit-pg
+	$(MAKE) unit-s3
 	$(MAKE) asan
 	$(MAKE) fuzz
 	$(MAKE) compat
+	$(MAKE) compat-s3
 	$(MAKE) compat-pg
 
 gen:
