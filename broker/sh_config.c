@@ -928,6 +928,22 @@ static void mask_url_password(char *v)
     memcpy(colon + 1, "****", 4);
 }
 
+/* Hide every "password=" query parameter of a URL in v (libpq URIs may
+ * carry the password there), in place; cap is the size of v. */
+static void mask_url_query_password(char *v, size_t cap)
+{
+    for (char *q = strchr(v, '?'); q; q = strchr(q + 1, '&')) {
+        if (strncasecmp(q + 1, "password=", 9) != 0)
+            continue;
+        char *val = q + 10;
+        size_t len = strcspn(val, "&#"), tail = strlen(val + len);
+        if ((size_t)(val - v) + 4 + tail + 1 > cap)
+            return;
+        memmove(val + 4, val + len, tail + 1);
+        memcpy(val, "****", 4);
+    }
+}
+
 bool sh_config_key_sensitive(int key)
 {
     const char *n = sh_config_keys[key].name;
@@ -940,8 +956,10 @@ void sh_config_log(const sh_config_t *c)
     char v[1024];
     for (int i = 0; i < SH_CONFIG_NKEYS; i++) {
         sh_config_value_str(c, i, v, sizeof(v));
-        if (sh_config_keys[i].type == SH_CONFIG_STR && strlen(v) + 8 < sizeof(v))
+        if (sh_config_keys[i].type == SH_CONFIG_STR && strlen(v) + 8 < sizeof(v)) {
             mask_url_password(v);
+            mask_url_query_password(v, sizeof(v));
+        }
         if (v[0] && sh_config_key_sensitive(i))
             snprintf(v, sizeof(v), "****");
         sh_log(SH_LOG_INFO, "config", "%s = %s (%s)", sh_config_keys[i].name,

@@ -404,6 +404,22 @@ static void test_table_and_log(void **state)
     assert_null(strstr(log, "s3cret"));
     assert_non_null(strstr(log, "postgresql://sh:****@db.example.com/sh"));
     sh_config_fini(&c);
+
+    /* nor does a password given as a libpq query parameter */
+    assert_int_equal(sh_config_init(&c), SH_OK);
+    assert_int_equal(sh_config_set_override(&c,
+                                            "streamhouse.metadata.url=postgresql://"
+                                            "db.example.com/sh?user=sh&password=pw&"
+                                            "sslmode=verify-full",
+                                            err, sizeof(err)),
+                     SH_OK);
+    assert_int_equal(sh_config_finalize(&c, err, sizeof(err)), SH_OK);
+    log_capture_start();
+    sh_config_log(&c);
+    log = log_capture_end();
+    assert_null(strstr(log, "password=pw"));
+    assert_non_null(strstr(log, "?user=sh&password=****&sslmode=verify-full"));
+    sh_config_fini(&c);
 }
 
 int main(void)
