@@ -550,7 +550,8 @@ static size_t sh_s3_read_cb(char *buf, size_t size, size_t n, void *userp)
             take = (size_t)avail;
         if (take > left)
             take = (size_t)left;
-        memcpy(buf + done, (const uint8_t *)v->iov_base + op->rd_iov_off, take);
+        if (take > 0) /* an empty iovec may have a NULL base */
+            memcpy(buf + done, (const uint8_t *)v->iov_base + op->rd_iov_off, take);
         done += take;
         op->rd_pos += take;
         op->rd_iov_off += take;

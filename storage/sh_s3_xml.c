@@ -310,8 +310,10 @@ void sh_s3_xml_fini(sh_s3_xml_t *x)
 sh_err_t sh_s3_xml_parse(const char *doc, size_t len, sh_s3_xml_t *x)
 {
     memset(x, 0, sizeof(*x));
+    if (!doc)
+        return SH_E_DECODE;
     sh_s3_xml_parser_t ps = {.p = doc, .end = doc + len, .x = x};
-    sh_err_t err = doc ? sh_s3_xml_run(&ps) : SH_E_DECODE;
+    sh_err_t err = sh_s3_xml_run(&ps);
     for (int i = 0; i < ps.depth; i++)
         sh_s3_buf_fini(&ps.text[i]);
     if (err != SH_OK)
