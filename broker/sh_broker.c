@@ -26,6 +26,7 @@
 #include "broker/sh_dispatch.h"
 #include "broker/sh_group.h"
 #include "broker/sh_meta_properties.h"
+#include "broker/sh_producer_ids.h"
 #include "common/sh_clock.h"
 #include "common/sh_log.h"
 #include "meta/sh_meta.h"
@@ -77,6 +78,10 @@ static sh_err_t broker_meta_start(sh_broker_t *b)
 
     b->registry = sh_registry_new(b->meta, cfg, b->node_id);
     if (!b->registry)
+        return SH_E_NOMEM;
+    /* Partition logs ask it for producer epoch floors from their open on. */
+    b->producer_ids = sh_producer_ids_new(b);
+    if (!b->producer_ids)
         return SH_E_NOMEM;
     /* The data path sets its registry hooks here, before the load opens
      * the partitions. */
@@ -509,6 +514,9 @@ void sh_broker_free(sh_broker_t *b)
     b->groups = NULL;
     sh_datapath_free(b->datapath);
     b->datapath = NULL;
+    /* after the store: its last completions answer InitProducerId */
+    sh_producer_ids_free(b->producer_ids);
+    b->producer_ids = NULL;
     if (b->loop) {
         if (b->requests_live)
             sh_log(SH_LOG_WARN, "broker",

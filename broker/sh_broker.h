@@ -56,6 +56,7 @@ struct sh_broker {
     sh_registry_t *registry;   /* topics and partitions; b->topics reads it */
     struct sh_datapath *datapath; /* WAL, objects, partition logs (sh_datapath.h) */
     struct sh_group_coord *groups; /* consumer group coordinator (sh_group.h) */
+    struct sh_producer_ids *producer_ids; /* idempotent producers (sh_producer_ids.h) */
     const sh_api_entry_t *dispatch;   /* served APIs, in api_key order */
     size_t dispatch_count;
 

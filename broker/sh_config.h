@@ -115,6 +115,13 @@ bool sh_config_check_nonempty(const char *v, char *why, size_t n);
     X("offset.metadata.max.bytes", offset_metadata_max_bytes, INT, "4096",   \
       0, INT32_MAX, NULL,                                                     \
       "Longest metadata string an offset commit may carry")                  \
+    X("producer.id.expiration.ms", producer_id_expiration_ms, INT,           \
+      "86400000", 1, INT32_MAX, NULL,                                         \
+      "An idempotent producer id that has not written for this long is "    \
+      "forgotten (docs/idempotence.md)")                                      \
+    X("producer.id.expiration.check.interval.ms",                             \
+      producer_id_expiration_check_interval_ms, INT, "600000", 1, INT32_MAX, \
+      NULL, "How often expired producer ids are looked for")                 \
     X("streamhouse.storage.url", storage_url, STR, "", 0, 0,                 \
       sh_config_check_storage_url,                                            \
       "Object store for segments: file:///abs/dir or s3://bucket[/prefix];" \

@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "broker/sh_broker.h"
+#include "broker/sh_producer_ids.h"
 #include "broker/sh_objstore_cfg.h"
 #include "common/sh_clock.h"
 #include "common/sh_log.h"
@@ -158,6 +159,8 @@ static sh_err_t hook_open(void *arg, sh_rpartition_t *p)
     o.meta = dp->meta;
     plog_cfg_of(&p->topic->cfg, &o.cfg);
     o.observer = &dp->observer;
+    o.producer_epoch_floor = sh_producer_ids_epoch_floor;
+    o.producer_arg = dp->broker->producer_ids;
     sh_plog_t *log = NULL;
     sh_err_t err = sh_plog_open(&o, &log);
     if (err != SH_OK)

@@ -35,11 +35,16 @@
  * (v8+) error_message and, for a bad record, record_errors with its
  * index. throttle_time_ms is 0. v10+ leader hints stay at their defaults.
  *
- * Kafka differences: idempotent and transactional batches (producer id
- * >= 0) get UNKNOWN_PRODUCER_ID (59) until producer state exists;
- * InitProducerId is not advertised, so well-behaved clients never send
- * them. Compressed batches are stored as sent, never recompressed to the
- * topic's compression.type.
+ * Idempotent producers (producer id >= 0, docs/idempotence.md): the
+ * partition log checks sequences and epochs with Kafka's codes
+ * (OUT_OF_ORDER_SEQUENCE_NUMBER, INVALID_PRODUCER_EPOCH,
+ * UNKNOWN_PRODUCER_ID); a retry of one of the producer's last five
+ * batches is answered like the original, with its base offset, once that
+ * is durable, and is not written again.
+ *
+ * Kafka differences: transactional batches get INVALID_TXN_STATE (48):
+ * transactions are not served. Compressed batches are stored as sent,
+ * never recompressed to the topic's compression.type.
  *
  * Thread: loop thread. Memory: the context, appends and response live in
  * the request arena; the WAL and the tail take their own references to

@@ -30,5 +30,7 @@ void sh_api_describe_configs_handle(sh_broker_t *b, sh_request_t *req);
 void sh_api_alter_configs_handle(sh_broker_t *b, sh_request_t *req);
 void sh_api_create_partitions_handle(sh_broker_t *b, sh_request_t *req);
 void sh_api_incremental_alter_configs_handle(sh_broker_t *b, sh_request_t *req);
+void sh_api_init_producer_id_handle(sh_broker_t *b, sh_request_t *req);
+void sh_api_describe_producers_handle(sh_broker_t *b, sh_request_t *req);
 
 #endif
