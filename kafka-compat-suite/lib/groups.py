@@ -96,10 +96,12 @@ class Workers:
     def start(self, wid, conf=None):
         cfg = {"dir": self.dir, "id": wid, "bootstrap": compat.BOOTSTRAP, "group": self.group,
                "topic": self.topic, "conf": dict(self.conf, **(conf or {}))}
-        # a restarted worker starts from a clean stop flag
-        stop = os.path.join(self.dir, "%s.stop" % wid)
-        if os.path.exists(stop):
-            os.unlink(stop)
+        # a restarted worker starts from a clean stop flag, and must not be
+        # mistaken for its predecessor by what that one left behind
+        for leftover in ("stop", "asg"):
+            path = os.path.join(self.dir, "%s.%s" % (wid, leftover))
+            if os.path.exists(path):
+                os.unlink(path)
         out = open(os.path.join(compat.SCENARIO_TMP, "worker-%s.log" % wid), "a")
         if self.kind == "kafkajs":
             argv = ["node", os.path.join(LIB, "group_worker.js"), json.dumps(cfg)]
