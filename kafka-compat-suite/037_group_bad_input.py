@@ -3,7 +3,8 @@
 # group for its other members. A confluent-kafka consumer (its own process)
 # consumes a 4-partition topic in group compat-037 throughout. On one raw
 # connection this scenario sends, with exact request and response bytes
-# (JoinGroup v5, Heartbeat v3, SyncGroup v3, OffsetCommit v7, LeaveGroup v3):
+# (FindCoordinator v1 and, flexible and batched, v4; JoinGroup v5,
+# Heartbeat v3, SyncGroup v3, OffsetCommit v7, LeaveGroup v3):
 #  - JoinGroup with an empty protocol list (INCONSISTENT_GROUP_PROTOCOL),
 #    with 2 MiB of metadata (INVALID_REQUEST), with a 10 ms session timeout
 #    (INVALID_SESSION_TIMEOUT), with an empty group id (INVALID_GROUP_ID),
@@ -189,6 +190,59 @@ try:
     r.end()
     check(err == NONE and node == compat.BROKER_ID and port == compat.PORT,
           "FindCoordinator: error %d node %d %s:%d", err, node, host, port)
+
+    # FindCoordinator v4 (flexible: header v2, compact strings, tags),
+    # batched keys; transactions are not coordinated here yet
+    def uvarint(v):
+        out = b""
+        while True:
+            byte, v = v & 0x7F, v >> 7
+            out += bytes([byte | (0x80 if v else 0)])
+            if not v:
+                return out
+
+    def cstr(v):
+        return uvarint(len(v) + 1) + v.encode()
+
+    def find_v4(key_type, keys):
+        c.corr += 1
+        req = (i16(10) + i16(4) + i32(c.corr) + s("compat-037-raw") + b"\x00" + i8(key_type) +
+               uvarint(len(keys) + 1) + b"".join(cstr(k) for k in keys) + b"\x00")
+        c.sock.sendall(i32(len(req)) + req)
+        resp = c._recv(struct.unpack(">i", c._recv(4))[0])
+        check(struct.unpack(">i", resp[:4])[0] == c.corr and resp[4] == 0, "v4 response header")
+        r = Reader(resp[5:])
+
+        def uv():
+            v = shift = 0
+            while True:
+                b = r.take(1)[0]
+                v |= (b & 0x7F) << shift
+                shift += 7
+                if not b & 0x80:
+                    return v
+
+        def cs():
+            n = uv()
+            return None if n == 0 else r.take(n - 1).decode()
+        r.i32()
+        out = []
+        for _ in range(uv() - 1):
+            key, node, host, port, err, msg = cs(), r.i32(), cs(), r.i32(), r.i16(), cs()
+            check(uv() == 0, "tagged fields in a coordinator entry")
+            out.append((key, node, host, port, err))
+        check(uv() == 0, "tagged fields at the end")
+        r.end()
+        return out
+
+    got = find_v4(0, [GROUP, "another-group"])
+    check(got == [(GROUP, compat.BROKER_ID, "127.0.0.1", compat.PORT, NONE),
+                  ("another-group", compat.BROKER_ID, "127.0.0.1", compat.PORT, NONE)],
+          "FindCoordinator v4 groups: %r", got)
+    got = find_v4(1, ["some-transactional-id"])
+    check(got == [("some-transactional-id", -1, "", -1, 15)],
+          "FindCoordinator v4 transaction: %r", got)
+    log("FindCoordinator v4: both groups here; transactions COORDINATOR_NOT_AVAILABLE")
 
     def expect(what, got, want):
         check(got == want, "%s: error %r, expected %r", what, got, want)

@@ -950,6 +950,71 @@ static void test_offsets_simple_consumer(void **state)
     assert_int_equal(r.offset[2], 200);
 }
 
+typedef struct {
+    int calls;
+    int ngroups;
+    char group[4][32];
+    int16_t gerr[4];
+    int nparts[4];
+    int64_t offset[4][8];
+} f8rec_t;
+
+static void fetch8_cb(void *arg, const void *resp)
+{
+    f8rec_t *r = arg;
+    const sh_offset_fetch_response_t *o = resp;
+    r->calls++;
+    r->ngroups = o->groups_count;
+    for (int32_t g = 0; g < o->groups_count && g < 4; g++) {
+        cpy(r->group[g], sizeof(r->group[0]), o->groups[g].group_id);
+        r->gerr[g] = o->groups[g].error_code;
+        r->nparts[g] = 0;
+        for (int32_t t = 0; t < o->groups[g].topics_count; t++)
+            for (int32_t p = 0; p < o->groups[g].topics[t].partitions_count && r->nparts[g] < 8; p++)
+                r->offset[g][r->nparts[g]++] = o->groups[g].topics[t].partitions[p].committed_offset;
+    }
+}
+
+/* OffsetFetch v8+: several groups in one request, each with its own topics
+ * (or null for all). */
+static void test_offsets_fetch_v8_groups(void **state)
+{
+    fx_t *f = *state;
+    crec_t c;
+    cpart_t p1[] = {{"t", 1, 11, NULL}, {"u", 0, 7, NULL}};
+    commit(f, &c, "ga", -1, NULL, p1, 2);
+    cpart_t p2[] = {{"t", 3, 33, NULL}};
+    commit(f, &c, "gb", -1, NULL, p2, 1);
+
+    sh_offset_fetch_request_t req;
+    sh_offset_fetch_request_init(&req);
+    int32_t parts[] = {1, 3};
+    sh_offset_fetch_request_offset_fetch_request_topics_t t = {
+        .name = sh_slice_str("t"), .partition_indexes = parts, .partition_indexes_count = 2};
+    sh_offset_fetch_request_offset_fetch_request_group_t gs[3] = {
+        {.group_id = sh_slice_str("ga"), .topics = NULL, .topics_count = -1},
+        {.group_id = sh_slice_str("gb"), .topics = &t, .topics_count = 1},
+        {.group_id = sh_slice_str("nobody"), .topics = &t, .topics_count = 1},
+    };
+    req.groups = gs;
+    req.groups_count = 3;
+    f8rec_t r = {0};
+    sh_group_offsets_fetch(f->c, 8, &req, &f->a, fetch8_cb, &r);
+    wait_calls(f, &r.calls, 1);
+    assert_int_equal(r.ngroups, 3);
+    assert_string_equal(r.group[0], "ga");
+    assert_int_equal(r.gerr[0], 0);
+    assert_int_equal(r.nparts[0], 2);   /* all of ga's offsets: t/1 and u/0 */
+    assert_int_equal(r.offset[0][0], 11);
+    assert_int_equal(r.offset[0][1], 7);
+    assert_int_equal(r.nparts[1], 2);   /* gb: t/1 never committed, t/3 */
+    assert_int_equal(r.offset[1][0], -1);
+    assert_int_equal(r.offset[1][1], 33);
+    assert_int_equal(r.gerr[2], 0);
+    assert_int_equal(r.offset[2][0], -1);
+    assert_int_equal(r.offset[2][1], -1);
+}
+
 static void test_offsets_member_checks(void **state)
 {
     fx_t *f = *state;
@@ -1241,6 +1306,7 @@ int main(void)
         T(test_stop_answers_parked),
         T(test_find_coordinator_owner),
         T(test_offsets_simple_consumer),
+        T(test_offsets_fetch_v8_groups),
         T(test_offsets_member_checks),
         T(test_admin_list_describe_delete),
         T(test_offset_delete),
