@@ -106,7 +106,7 @@ check_three "$T/out3.txt" || fail "kcat-three (from the tail) differs"
 
 # After the upload interval everything is in segment objects.
 sleep 1
-ls -R "$BROKER_DATA/objects" | grep -q seg || fail "no segment object was uploaded"
+ls -R "${S3_OBJECTS:-$BROKER_DATA/objects}" | grep -q seg || fail "no segment object was uploaded"
 consume kcat-one "$T/out1b.txt"
 check_one "$T/out1b.txt" || fail "kcat-one (from objects) differs"
 consume kcat-three "$T/out3b.txt"

@@ -22,11 +22,11 @@
 #   S3_URL      the streamhouse.storage.url the brokers use
 #   S3_OBJECTS  the directory where s3rver keeps that prefix's objects
 #               (files named KEY._S3rver_object), to look at what landed
-# need_s3_stop stops the server, removes its files and restores
-# COMPAT_OVERRIDES and the AWS_* variables.
+# need_s3_stop stops the server, removes its files, takes its settings out
+# of COMPAT_OVERRIDES and restores the AWS_* variables.
 
 S3_TOOLS=$SH_REPO_ROOT/tests/tools
-sh_need_s3_saved_overrides=
+sh_need_s3_added=()
 sh_need_s3_state=
 sh_need_s3_saved_env=
 sh_need_s3_pid=
@@ -34,7 +34,6 @@ sh_need_s3_dir=
 
 need_s3_start() {
     local settings v
-    sh_need_s3_saved_overrides=${COMPAT_OVERRIDES-}
     sh_need_s3_saved_env=
     for v in AWS_ENDPOINT_URL AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN AWS_REGION; do
         [ -n "${!v+x}" ] && sh_need_s3_saved_env+=$(printf 'export %s=%q; ' "$v" "${!v}")
@@ -54,7 +53,8 @@ need_s3_start() {
     sh_need_s3_dir=$S3_DIR
     S3_URL=s3://$S3_BUCKET/${SCENARIO_NAME:-scenario}
     S3_OBJECTS=$S3_DIR/data/$S3_BUCKET/${SCENARIO_NAME:-scenario}
-    for v in "streamhouse.storage.url=$S3_URL" "streamhouse.s3.endpoint=$S3_ENDPOINT"; do
+    sh_need_s3_added=("streamhouse.storage.url=$S3_URL" "streamhouse.s3.endpoint=$S3_ENDPOINT")
+    for v in "${sh_need_s3_added[@]}"; do
         COMPAT_OVERRIDES="${COMPAT_OVERRIDES:+$COMPAT_OVERRIDES }$v"
     done
     export COMPAT_OVERRIDES S3_STATE S3_TOOLS S3_URL S3_OBJECTS AWS_ACCESS_KEY_ID \
@@ -74,8 +74,18 @@ need_s3_stop() {
     fi
     sh_need_s3_pid=
     sh_need_s3_dir=
-    COMPAT_OVERRIDES=$sh_need_s3_saved_overrides
+    # remove our settings only: other providers may have added theirs
+    # after ours, and may be stopped before or after us
+    local kept=() w a mine
+    # shellcheck disable=SC2086 # a word list, as broker.sh reads it
+    for w in ${COMPAT_OVERRIDES:-}; do
+        mine=0
+        for a in "${sh_need_s3_added[@]}"; do [ "$w" = "$a" ] && mine=1; done
+        [ $mine -eq 1 ] || kept+=("$w")
+    done
+    COMPAT_OVERRIDES=${kept[*]}
     [ -n "$COMPAT_OVERRIDES" ] || unset COMPAT_OVERRIDES
+    sh_need_s3_added=()
     unset AWS_ENDPOINT_URL AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN AWS_REGION
     unset S3_STATE S3_URL S3_OBJECTS SH_TEST_S3_BUCKET SH_TEST_S3_STATE S3_DIR S3_PORT S3_PID \
         S3_ENDPOINT S3_BUCKET S3_REGION S3_ACCESS_KEY_ID S3_SECRET_ACCESS_KEY
