@@ -19,7 +19,8 @@
  * Thread: loop thread only (and the startup thread before the loop runs).
  * Memory: topics and partitions are heap-owned by the registry and stay at
  * a stable address until removed; handlers may keep pointers only for the
- * duration of a request (or check `removed` on a held reference).
+ * duration of a request, or take a reference (sh_registry_topic_ref) and
+ * check `deleting` when they come back to it.
  */
 #ifndef SH_REGISTRY_H
 #define SH_REGISTRY_H
