@@ -1,8 +1,8 @@
 /*
  * sh_objstore.h - the object-store interface: where segment objects live.
  *
- * One vtable, several backends chosen by URL scheme (file:// today, s3://
- * later), so callers never know which one they talk to. Every operation is
+ * One vtable, several backends chosen by URL scheme (file://, s3://), so
+ * callers never know which one they talk to. Every operation is
  * asynchronous: a *_start call either refuses the request at once (returns
  * non-zero, the callback never runs) or accepts it (returns SH_OK) and then
  * completes it exactly once through its callback, which runs on the thread
