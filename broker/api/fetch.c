@@ -62,7 +62,7 @@
 #include "storage/sh_plog.h"
 #include "storage/sh_segment.h"
 
-#define FETCH_MAX_SLICES 512   /* batches per partition per response */
+#define FETCH_MAX_SLICES 1024  /* batches per partition per response */
 
 typedef struct fetch_ctx fetch_ctx_t;
 
@@ -75,9 +75,9 @@ typedef struct fpart {
     /* the last evaluation */
     sh_err_t err;
     int64_t hw, lso, log_start;
-    sh_slice_t *slices;            /* FETCH_MAX_SLICES, in the arena */
+    sh_slice_t *slices;            /* in the arena, `cap` entries */
     sh_block_t **blocks;           /* the block of each slice (borrowed or chunk) */
-    int nslices;
+    int nslices, cap;
     size_t bytes;
 
     /* the chunk read for this partition, if any (one reference) */
@@ -236,6 +236,23 @@ static size_t chunk_take(const uint8_t *data, size_t len, size_t pos, size_t bud
 }
 
 /* Read partition fp from an uploaded chunk. Returns bytes added. */
+/* Room for n slices (arrays in the arena, grown only when a look needs
+ * more: most partitions return a handful of batches, and a fetch may
+ * name thousands of partitions). */
+static bool part_room(fetch_ctx_t *ctx, fpart_t *fp, int n)
+{
+    if (n <= fp->cap)
+        return true;
+    sh_slice_t *s = sh_arena_alloc(&ctx->req->arena, (size_t)n * sizeof(*s));
+    sh_block_t **b = sh_arena_alloc(&ctx->req->arena, (size_t)n * sizeof(*b));
+    if (!s || !b)
+        return false;
+    fp->slices = s;
+    fp->blocks = b;
+    fp->cap = n;
+    return true;
+}
+
 static size_t read_object(fetch_ctx_t *ctx, fpart_t *fp, const sh_plog_read_t *rd, size_t budget,
                           bool min_one)
 {
@@ -294,6 +311,10 @@ static size_t read_object(fetch_ctx_t *ctx, fpart_t *fp, const sh_plog_read_t *r
     size_t n = chunk_take(data, len, pos, budget, min_one);
     if (n == 0)
         return 0;
+    if (!part_room(ctx, fp, 1)) {
+        fp->err = SH_E_NOMEM;
+        return 0;
+    }
     fp->slices[0] = (sh_slice_t){data + pos, n};
     fp->blocks[0] = fp->chunk;
     fp->nslices = 1;
@@ -441,6 +462,11 @@ static void fetch_eval(fetch_ctx_t *ctx)
         }
         size_t got = 0;
         if (rd.where == SH_PLOG_TAIL) {
+            if (!part_room(ctx, fp, (int)rd.nslices)) {
+                fp->err = SH_E_NOMEM;
+                any_error = true;
+                continue;
+            }
             for (size_t k = 0; k < rd.nslices; k++) {
                 fp->slices[k] = (sh_slice_t){sl[k].ptr, sl[k].len};
                 fp->blocks[k] = sl[k].block;
@@ -522,10 +548,6 @@ void sh_api_fetch_handle(sh_broker_t *b, sh_request_t *req)
             fp->ctx = ctx;
             fp->topic = t;
             fp->rq = &rt->partitions[i];
-            fp->slices = sh_arena_alloc(&req->arena, FETCH_MAX_SLICES * sizeof(*fp->slices));
-            fp->blocks = sh_arena_alloc(&req->arena, FETCH_MAX_SLICES * sizeof(*fp->blocks));
-            if (!fp->slices || !fp->blocks)
-                goto nomem;
             part_reset(fp);
         }
     }
