@@ -20,7 +20,7 @@
 const sh_api_entry_t sh_dispatch_table[] = {
     /* key  min  max  adv_min  handler */
     {0, 3, 11, 0, sh_api_produce_handle},     /* Produce: advertise 0 (KAFKA-18659) */
-    {1, 4, 12, 4, sh_api_fetch_handle},       /* Fetch: RecordBatch v2 only */
+    {1, 4, 17, 4, sh_api_fetch_handle},       /* Fetch: RecordBatch v2 only */
     {2, 1, 10, 1, sh_api_list_offsets_handle}, /* ListOffsets */
     {3, 0, 12, 0, sh_api_metadata_handle},    /* Metadata */
     {8, 2, 9, 2, sh_api_offset_commit_handle},     /* OffsetCommit: 2-9 as Kafka 4 */

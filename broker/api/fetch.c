@@ -1,6 +1,9 @@
 /*
- * fetch.c - Fetch (key 1): versions 4-12 (RecordBatch v2 only; v13+ address
- * topics by id and are not served yet).
+ * fetch.c - Fetch (key 1): versions 4-17 (RecordBatch v2 only). v13+ name
+ * topics by id (an unknown id: UNKNOWN_TOPIC_ID per partition); v15+ carry
+ * replica_state and v17 a replica directory id, which consumers leave at
+ * their defaults; the v16 node_endpoints hint is left out (it is tagged
+ * and optional).
  *
  * Behaviour:
  *  - each partition is read from where its offset lives: the in-memory
@@ -34,7 +37,8 @@
  *    clients keep sending full requests; an unknown session_id gets
  *    FETCH_SESSION_ID_NOT_FOUND (70), session_id 0 with another epoch
  *    INVALID_FETCH_SESSION_EPOCH (71), both top-level with no topics.
- *  - replica_id is ignored: there are no followers.
+ *  - replica_id (replica_state from v15) is ignored: there are no
+ *    followers.
  *
  * Encoding: the generated codec holds one records slice per partition,
  * but a partition's answer is a chain of stored batches from different
@@ -327,9 +331,13 @@ static sh_plog_t *part_log(fetch_ctx_t *ctx, fpart_t *fp, sh_err_t *err)
     const sh_fetch_request_fetch_topic_t *rt = &ctx->m->topics[fp->topic];
     sh_rpartition_t *rp = NULL;
     sh_plog_t *log;
-    if (ctx->req->api_version >= 13)
+    if (ctx->req->api_version >= 13) {
+        if (!sh_registry_find_id(ctx->dp->registry, rt->topic_id)) {
+            *err = SH_KERR_UNKNOWN_TOPIC_ID;
+            return NULL;
+        }
         log = sh_datapath_partition_id(ctx->dp, rt->topic_id, fp->rq->partition, &rp, err);
-    else
+    } else
         log = sh_datapath_partition(ctx->dp, rt->topic, fp->rq->partition, &rp, err);
     if (!log)
         return NULL;

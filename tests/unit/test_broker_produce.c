@@ -375,9 +375,10 @@ typedef struct fetch_args {
     int32_t max_wait, min_bytes, max_bytes, part_max;
     int32_t session_id, session_epoch, leader_epoch;
     int8_t isolation;
+    sh_uuid_t topic_id;      /* v13+ */
 } fetch_args_t;
 
-static const fetch_args_t FETCH_DEFAULT = {11, 0, 1, 1 << 20, 1 << 20, 0, -1, -1, 0};
+static const fetch_args_t FETCH_DEFAULT = {11, 0, 1, 1 << 20, 1 << 20, 0, -1, -1, 0, {{0}}};
 
 static void send_fetch(int fd, const fetch_args_t *a, int32_t corr, const char *topic,
                        const int32_t *parts, const int64_t *offsets, int n)
@@ -395,6 +396,7 @@ static void send_fetch(int fd, const fetch_args_t *a, int32_t corr, const char *
     memset(&t, 0, sizeof(t));
     memset(fp, 0, sizeof(fp));
     t.topic = sh_slice_str(topic);
+    t.topic_id = a->topic_id;
     for (int i = 0; i < n; i++) {
         fp[i].partition = parts[i];
         fp[i].fetch_offset = offsets[i];
@@ -416,6 +418,26 @@ static const sh_fetch_response_t *fetch_one(int fd, const fetch_args_t *a, const
     static int32_t corr = 5000;
     send_fetch(fd, a, ++corr, topic, &part, &off, 1);
     return recv_response(fd, 1, a->ver, corr, rs);
+}
+
+/* The topic's id, from Metadata v12. */
+static sh_uuid_t topic_id_of(int fd, const char *topic)
+{
+    sh_metadata_request_t req;
+    sh_metadata_request_init(&req);
+    sh_metadata_request_metadata_request_topic_t t;
+    memset(&t, 0, sizeof(t));
+    t.name = sh_slice_str(topic);
+    req.topics = &t;
+    req.topics_count = 1;
+    send_request(fd, 3, 12, 4242, &req);
+    resp_t rs;
+    const sh_metadata_response_t *r = recv_response(fd, 3, 12, 4242, &rs);
+    assert_int_equal(r->topics_count, 1);
+    assert_int_equal(r->topics[0].error_code, 0);
+    sh_uuid_t id = r->topics[0].topic_id;
+    resp_free(&rs);
+    return id;
 }
 
 typedef sh_list_offsets_response_list_offsets_partition_response_t lo_t;
@@ -502,13 +524,19 @@ static void test_produce_fetch_roundtrip(void **state)
         at += b[i].len;
     }
 
-    static const int16_t fv[] = {4, 11, 12};
-    for (int i = 0; i < 3; i++) {
+    static const int16_t fv[] = {4, 11, 12, 13, 15, 17};
+    sh_uuid_t id = topic_id_of(fd, "orders");
+    for (int i = 0; i < 6; i++) {
         fetch_args_t a = FETCH_DEFAULT;
         a.ver = fv[i];
+        a.topic_id = id;
         resp_t rs;
         const sh_fetch_response_t *r = fetch_one(fd, &a, "orders", 0, 0, &rs);
         assert_int_equal(r->responses_count, 1);
+        if (fv[i] >= 13)
+            assert_memory_equal(r->responses[0].topic_id.b, id.b, 16);
+        else
+            assert_true(sh_slice_eq_str(r->responses[0].topic, "orders"));
         if (fv[i] >= 7) {
             assert_int_equal(r->error_code, 0);
             assert_int_equal(r->session_id, 0);
@@ -532,6 +560,13 @@ static void test_produce_fetch_roundtrip(void **state)
     assert_int_equal(p->records.len, b[2].len + b[3].len);
     assert_memory_equal(p->records.ptr, b[2].bytes, b[2].len);
     resp_free(&rs);
+    /* v13+: an id nobody knows */
+    a.ver = 13;
+    a.topic_id.b[0] ^= 0xff;
+    r = fetch_one(fd, &a, "orders", 0, 0, &rs);
+    assert_int_equal(r->responses[0].partitions[0].error_code, SH_KERR_UNKNOWN_TOPIC_ID);
+    resp_free(&rs);
+    a = FETCH_DEFAULT;
     /* read_committed: same data, an empty aborted list */
     a.isolation = 1;
     r = fetch_one(fd, &a, "orders", 0, 0, &rs);
