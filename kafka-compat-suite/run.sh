@@ -135,10 +135,10 @@ start_needs() {   # start_needs NAME...: each may append to scenario_overrides
     done
 }
 
-stop_needs() {
-    local n
-    for n in "${current_needs[@]}"; do
-        "need_${n}_stop" >/dev/null 2>&1 || true
+stop_needs() {   # in reverse order of starting
+    local i
+    for ((i = ${#current_needs[@]} - 1; i >= 0; i--)); do
+        "need_${current_needs[i]}_stop" >/dev/null 2>&1 || true
     done
     current_needs=()
 }

@@ -18,7 +18,7 @@
 #                pg-start.sh --resume and pg-start.sh --restart
 #     PG_TOOLS   the directory holding those scripts
 # need_postgres_stop: drops the database or stops the scenario's server,
-#   and restores COMPAT_OVERRIDES.
+#   and takes its setting out of COMPAT_OVERRIDES.
 #
 # PostgreSQL listens on 127.0.0.1 on a port from 55400-55499 (pg-start.sh's
 # range, apart from the brokers' 29000-29999); its data directory lives in
@@ -26,14 +26,13 @@
 # refuses to run as root), which the stop function removes.
 
 PG_TOOLS=$SH_REPO_ROOT/tests/tools
-sh_need_pg_saved_overrides=
+sh_need_pg_added=
 sh_need_pg_own_state=
 sh_need_pg_state_copy=
 sh_need_pg_db=
 
 need_postgres_start() {
     local url
-    sh_need_pg_saved_overrides=${COMPAT_OVERRIDES-}
     sh_need_pg_own_state=
     sh_need_pg_db=
     if [ -n "${SH_COMPAT_PG_STATE:-}" ]; then
@@ -55,7 +54,8 @@ need_postgres_start() {
         PG_STATE=$sh_need_pg_own_state
     fi
     PG_URL=$url
-    COMPAT_OVERRIDES="${COMPAT_OVERRIDES:+$COMPAT_OVERRIDES }streamhouse.metadata.url=$url"
+    sh_need_pg_added=streamhouse.metadata.url=$url
+    COMPAT_OVERRIDES="${COMPAT_OVERRIDES:+$COMPAT_OVERRIDES }$sh_need_pg_added"
     export PG_URL PG_STATE PG_TOOLS COMPAT_OVERRIDES
 }
 
@@ -76,8 +76,16 @@ need_postgres_stop() {
                 -c "DROP DATABASE IF EXISTS $sh_need_pg_db WITH (FORCE)" >/dev/null
         )
     fi
-    COMPAT_OVERRIDES=$sh_need_pg_saved_overrides
+    # take out our setting only: other providers started after us may
+    # have added theirs and not removed them yet
+    local kept=() w
+    # shellcheck disable=SC2086 # a word list, as broker.sh reads it
+    for w in ${COMPAT_OVERRIDES:-}; do
+        [ "$w" = "$sh_need_pg_added" ] || kept+=("$w")
+    done
+    COMPAT_OVERRIDES=${kept[*]}
     [ -n "$COMPAT_OVERRIDES" ] || unset COMPAT_OVERRIDES
+    sh_need_pg_added=
     unset PG_URL PG_STATE
     sh_need_pg_own_state=
     sh_need_pg_db=
