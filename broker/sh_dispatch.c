@@ -35,12 +35,14 @@ const sh_api_entry_t sh_dispatch_table[] = {
     {18, 0, 4, 0, sh_api_versions_handle},    /* ApiVersions */
     {19, 0, 7, 0, sh_api_create_topics_handle},    /* CreateTopics */
     {20, 0, 6, 0, sh_api_delete_topics_handle},    /* DeleteTopics */
+    {22, 0, 5, 0, sh_api_init_producer_id_handle}, /* InitProducerId: idempotent only */
     {32, 0, 4, 0, sh_api_describe_configs_handle}, /* DescribeConfigs */
     {33, 0, 2, 0, sh_api_alter_configs_handle},    /* AlterConfigs */
     {37, 0, 3, 0, sh_api_create_partitions_handle}, /* CreatePartitions */
     {42, 0, 2, 0, sh_api_delete_groups_handle},    /* DeleteGroups */
     {44, 0, 1, 0, sh_api_incremental_alter_configs_handle}, /* IncrementalAlterConfigs */
     {47, 0, 0, 0, sh_api_offset_delete_handle},    /* OffsetDelete */
+    {61, 0, 0, 0, sh_api_describe_producers_handle}, /* DescribeProducers */
 };
 
 const size_t sh_dispatch_count = sizeof(sh_dispatch_table) / sizeof(sh_dispatch_table[0]);
