@@ -11,6 +11,7 @@
 #   make fuzz       libFuzzer targets for a bounded time over their corpora
 #   make compat     kafka-compat-suite against the built broker
 #   make compat-s3  the same, every broker on S3 object storage (STORAGE=s3)
+#   make compat-prod  the same in the production configuration: PostgreSQL + S3
 #   make compat-pg  the same, every broker on PostgreSQL metadata (META=postgresql)
 #   make check-layers  enforce the include rule between layers
 #   make gen        regenerate protocol/generated from protocol/spec
@@ -84,7 +85,7 @@ $(foreach t,$(FUZZ_SRC:tests/fuzz/%.c=%),$(eval $(call fuzz_rule,$(t))))
 
 .PHONY: all run test unit unit-build asan fuzz fuzz-build compat deps deps-test clean check-layers gen check-gen
 .PHONY: unit-pg compat-pg
-.PHONY: unit-s3 compat-s3
+.PHONY: unit-s3 compat-s3 compat-prod
 
 all: bin/streamhouse-server
 
@@ -137,6 +138,10 @@ compat: all
 compat-s3: all
 	@STORAGE=s3 kafka-compat-suite/run.sh
 
+# The production configuration: PostgreSQL metadata and S3 segments.
+compat-prod: all
+	@META=postgresql STORAGE=s3 kafka-compat-suite/run.sh
+
 # The same scenarios in the production configuration's metadata store:
 # every broker on PostgreSQL (kafka-compat-suite/README.md, META).
 compat-pg: all
@@ -161,7 +166,7 @@ test: deps-test
 	$(MAKE) asan
 	$(MAKE) fuzz
 	$(MAKE) compat
-	$(MAKE) compat-s3
+	$(MAKE) compat-prod
 	$(MAKE) compat-pg
 
 gen:
