@@ -1200,11 +1200,16 @@ static sh_err_t pg_migrate_step(sh_meta_conn_t *c, int *done)
     sh_err_t err;
     int64_t cur = 0;
     *done = 0;
+    /* the longer limits first, in their own message: before PostgreSQL 13
+     * a timeout covered a whole multi-statement message as it began */
     if ((err = pg_script(c, "BEGIN ISOLATION LEVEL READ COMMITTED;"
                             "SET LOCAL statement_timeout = 300000;"
-                            "SET LOCAL lock_timeout = 300000;"
-                            "SELECT pg_advisory_xact_lock(" SH_PG_MIGRATE_LOCK ")",
+                            "SET LOCAL lock_timeout = 300000",
                          what, SH_PG_MIGRATE_TIMEOUT_MS)) != SH_OK)
+        goto fail;
+    if ((err = pg_script(c, "SELECT pg_advisory_xact_lock(" SH_PG_MIGRATE_LOCK ")",
+                         "wait for other brokers' schema migrations",
+                         SH_PG_MIGRATE_TIMEOUT_MS)) != SH_OK)
         goto fail;
     if ((err = pg_script(c, "DO $$ BEGIN IF to_regclass('schema_version') IS NULL THEN "
                             "CREATE TABLE schema_version ("
