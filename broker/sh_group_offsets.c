@@ -399,8 +399,9 @@ static sh_err_t fetch_answer(sh_arena_t *a, const fetch_group_t *fg, const fetch
             return SH_E_NOMEM;
         for (int32_t p = 0; p < np; p++) {
             int32_t idx = ask->partitions[t][p];
-            const sh_meta_offset_t *r =
-                fg->err == SH_OK ? rows_find(fg->rows + first, row - first, idx) : NULL;
+            const sh_meta_offset_t *r = fg->err == SH_OK && row > first
+                                            ? rows_find(fg->rows + first, row - first, idx)
+                                            : NULL;
             if (r)
                 answer_from_row(&ta[t].parts[p], r);
             else
