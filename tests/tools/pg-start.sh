@@ -152,6 +152,15 @@ trap 'rc=$?; [ $rc -eq 0 ] || cleanup_on_failure' EXIT
 
 if [ "$PG_RUNAS" != "$(id -un)" ]; then
     chown "$PG_RUNAS:" "$PG_DIR"
+    if ! as_owner test -w "$PG_DIR" && [ "$parent" != /tmp ]; then
+        # $TMPDIR is private to us (e.g. under /root): /tmp always works
+        rmdir "$PG_DIR"
+        parent=/tmp
+        PG_DIR=$(mktemp -d "$parent/sh-pg.XXXXXX")
+        PG_DATA=$PG_DIR/data
+        PG_SOCKET=$PG_DIR
+        chown "$PG_RUNAS:" "$PG_DIR"
+    fi
     as_owner test -w "$PG_DIR" ||
         die "user $PG_RUNAS cannot write to $PG_DIR (is $parent traversable by everyone?)"
 fi
