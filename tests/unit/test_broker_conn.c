@@ -20,6 +20,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -118,18 +119,20 @@ static void tb_join(tb_t *t)
     pthread_join(t->th, NULL);
 }
 
-/* A test broker's data directory: meta.properties and the embedded
- * metadata store (SQLite file and its WAL/shared-memory side files). */
+static int tb_rm_one(const char *p, const struct stat *sb, int type, struct FTW *f)
+{
+    (void)sb;
+    (void)type;
+    (void)f;
+    return remove(p);
+}
+
+/* A test broker's data directory: meta.properties, the embedded metadata
+ * store and the data path's wal/ (preallocated segment files) and objects/;
+ * the whole tree, which the test created with mkdtemp. */
 static void tb_rmdir(const char *dir)
 {
-    static const char *const files[] = {"meta.properties", "meta.db", "meta.db-wal",
-                                        "meta.db-shm", "meta.db-journal"};
-    char path[128];
-    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
-        snprintf(path, sizeof(path), "%s/%s", dir, files[i]);
-        unlink(path);
-    }
-    rmdir(dir);
+    nftw(dir, tb_rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 static void tb_free(tb_t *t)
