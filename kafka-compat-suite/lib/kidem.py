@@ -11,6 +11,7 @@ message schemas); not a client.
 """
 
 import struct
+import time
 
 import kwire
 from kwire import Reader, _i16, _i32, _string, _uvarint, frame
@@ -66,8 +67,11 @@ def _varint(v):
     return _uvarint((v << 1) ^ (v >> 63))
 
 
-def record_batch(producer_id, epoch, base_seq, values, timestamp=1700000000000):
-    """One uncompressed batch holding `values` (bytes each, null keys)."""
+def record_batch(producer_id, epoch, base_seq, values, timestamp=None):
+    """One uncompressed batch holding `values` (bytes each, null keys),
+    stamped now unless told otherwise (old timestamps fall to retention.ms)."""
+    if timestamp is None:
+        timestamp = int(time.time() * 1000)
     recs = b""
     for i, v in enumerate(values):
         body = (b"\x00" + _varint(0) + _varint(i) + _varint(-1) +
