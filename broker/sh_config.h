@@ -89,6 +89,10 @@ bool sh_config_check_nonempty(const char *v, char *why, size_t n);
       "nor log.retention.minutes is set")                                    \
     X("log.retention.bytes", log_retention_bytes, LONG, "-1", -1, INT64_MAX, \
       NULL, "Default per-partition retention size (-1: unlimited)")          \
+    X("log.retention.check.interval.ms", log_retention_check_interval_ms,     \
+      LONG, "300000", 1, INT64_MAX, NULL,                                     \
+      "How often partitions are checked for data past retention.ms or "     \
+      "retention.bytes (docs/retention.md)")                                 \
     X("log.segment.bytes", log_segment_bytes, INT, "1073741824", 14,         \
       INT32_MAX, NULL, "Default segment size")                               \
     X("message.max.bytes", message_max_bytes, INT, "1048588", 0, INT32_MAX,  \

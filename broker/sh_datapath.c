@@ -58,6 +58,13 @@ static void arm_timers(sh_datapath_t *dp)
         sh_loop_timer_arm_at(dp->loop, &dp->store_timer, d);
     else
         sh_loop_timer_cancel(dp->loop, &dp->store_timer);
+    if (dp->retention) {
+        d = sh_retention_next_deadline_ms(dp->retention);
+        if (d >= 0)
+            sh_loop_timer_arm_at(dp->loop, &dp->retention_timer, d);
+        else
+            sh_loop_timer_cancel(dp->loop, &dp->retention_timer);
+    }
     if (!dp->uploader)
         return;
     d = sh_uploader_next_deadline_ms(dp->uploader);
@@ -97,6 +104,14 @@ static void on_upload_timer(sh_timer_t *t, void *arg)
         sh_uploader_drive(dp->uploader, sh_loop_now_ms(dp->loop));
 }
 
+static void on_retention_timer(sh_timer_t *t, void *arg)
+{
+    sh_datapath_t *dp = arg;
+    (void)t;
+    if (dp->retention && !dp->stopping)
+        sh_retention_drive(dp->retention, sh_loop_now_ms(dp->loop));
+}
+
 /* Before the loop sleeps: start an upload if a threshold was crossed
  * while serving this iteration's requests, and re-arm the timers. */
 static void before_sleep(sh_loop_t *loop, void *arg)
@@ -104,6 +119,8 @@ static void before_sleep(sh_loop_t *loop, void *arg)
     sh_datapath_t *dp = arg;
     if (dp->uploader && !dp->stopping)
         sh_uploader_drive(dp->uploader, sh_loop_now_ms(loop));
+    if (dp->retention && !dp->stopping)
+        sh_retention_drive(dp->retention, sh_loop_now_ms(loop));
     arm_timers(dp);
 }
 
@@ -286,6 +303,22 @@ static void hook_purge(void *arg, const char *const *keys, size_t n)
         purge_free(pg);
 }
 
+/* The partitions a retention pass looks at: every log this broker serves,
+ * with its topic's resolved retention.ms / retention.bytes. */
+static void retention_partitions(void *arg, sh_retention_visit_fn visit, void *vctx)
+{
+    sh_datapath_t *dp = arg;
+    sh_rtopic_t **ts = NULL;
+    size_t n = sh_registry_topics(dp->registry, &ts);
+    for (size_t i = 0; i < n; i++) {
+        for (int32_t k = 0; k < ts[i]->partition_count; k++) {
+            sh_rpartition_t *p = ts[i]->partitions[k];
+            if (p->log && p->leader_id == dp->node_id)
+                visit(vctx, p->log, ts[i]->cfg.retention_ms, ts[i]->cfg.retention_bytes);
+        }
+    }
+}
+
 /* ------------------------------------------------------------- lifecycle */
 
 sh_datapath_t *sh_datapath_new(sh_broker_t *b)
@@ -303,6 +336,7 @@ sh_datapath_t *sh_datapath_new(sh_broker_t *b)
     dp->node_id = b->node_id;
     sh_timer_init(&dp->store_timer, on_store_timer, dp);
     sh_timer_init(&dp->upload_timer, on_upload_timer, dp);
+    sh_timer_init(&dp->retention_timer, on_retention_timer, dp);
 
     sh_wal_opts_t wo;
     sh_wal_opts_default(&wo);
@@ -333,6 +367,16 @@ sh_datapath_t *sh_datapath_new(sh_broker_t *b)
     uo.interval_ms = cfg->upload_interval_ms;
     dp->uploader = sh_uploader_new(&uo);
     if (!dp->uploader)
+        goto fail;
+    sh_retention_opts_t ro = {0};
+    ro.meta = dp->meta;
+    ro.store = dp->store;
+    ro.cache = dp->cache;
+    ro.check_interval_ms = cfg->log_retention_check_interval_ms;
+    ro.partitions = retention_partitions;
+    ro.partitions_arg = dp;
+    dp->retention = sh_retention_new(&ro);
+    if (!dp->retention)
         goto fail;
     dp->observer.durable = obs_durable;
     dp->observer.parked = obs_parked;
@@ -432,12 +476,17 @@ void sh_datapath_stop(sh_datapath_t *dp)
     if (dp->loop) {
         sh_loop_before_sleep_remove(dp->loop, &dp->hook);
         sh_loop_timer_cancel(dp->loop, &dp->upload_timer);
+        sh_loop_timer_cancel(dp->loop, &dp->retention_timer);
         sh_loop_timer_cancel(dp->loop, &dp->store_timer);
         if (dp->store_io.registered)
             sh_loop_io_del(dp->loop, &dp->store_io);
     }
     sh_uploader_free(dp->uploader);
     dp->uploader = NULL;
+    /* orphans its work in flight: the store's and the metadata store's
+     * last completions only release it (DeleteRecords still answer) */
+    sh_retention_free(dp->retention);
+    dp->retention = NULL;
     /* runs the callbacks of reads still in flight (they answer their
      * requests) and of an abandoned upload (which only lets go) */
     sh_objstore_free(dp->store);

@@ -1,7 +1,9 @@
 /*
  * sh_datapath.h - the broker's partition data path: the WAL manager
  * (<log.dirs>/wal), the object store (streamhouse.storage.url), the read
- * cache, the uploader, and one partition log (storage/sh_plog.h) per
+ * cache, the uploader, the retention engine (storage/sh_retention.h:
+ * retention passes, DeleteRecords, deletion of unreferenced objects), and
+ * one partition log (storage/sh_plog.h) per
  * partition this broker leads, attached to the topic registry through its
  * hooks. Produce, Fetch and ListOffsets reach partitions through here.
  * docs/data-path.md tells the whole story; ADR 005 the decisions.
@@ -36,6 +38,7 @@
 #include "storage/sh_cache.h"
 #include "storage/sh_objstore.h"
 #include "storage/sh_plog.h"
+#include "storage/sh_retention.h"
 #include "storage/sh_uploader.h"
 #include "wal/sh_wal.h"
 
@@ -67,6 +70,8 @@ struct sh_datapath {
     sh_uploader_t *uploader;
     sh_plog_observer_t observer;  /* given to every plog: the uploader's, plus a wake-up */
     sh_timer_t upload_timer;
+    sh_retention_t *retention;    /* retention passes, DeleteRecords, object GC */
+    sh_timer_t retention_timer;
     sh_loop_hook_t hook;
 
     sh_dp_waiter_t *waiters;

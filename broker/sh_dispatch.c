@@ -35,6 +35,7 @@ const sh_api_entry_t sh_dispatch_table[] = {
     {18, 0, 4, 0, sh_api_versions_handle},    /* ApiVersions */
     {19, 0, 7, 0, sh_api_create_topics_handle},    /* CreateTopics */
     {20, 0, 6, 0, sh_api_delete_topics_handle},    /* DeleteTopics */
+    {21, 0, 2, 0, sh_api_delete_records_handle},   /* DeleteRecords */
     {22, 0, 5, 0, sh_api_init_producer_id_handle}, /* InitProducerId: idempotent only */
     {32, 0, 4, 0, sh_api_describe_configs_handle}, /* DescribeConfigs */
     {33, 0, 2, 0, sh_api_alter_configs_handle},    /* AlterConfigs */

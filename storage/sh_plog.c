@@ -995,7 +995,9 @@ sh_err_t sh_plog_find_time(sh_plog_t *p, int64_t ts, sh_plog_slice_t *slice, sh_
             return SH_OK;
         }
     }
-    for (size_t i = tail_find(p, p->committed); i < p->tail_len; i++) {
+    /* batches wholly below the log start (DeleteRecords into the tail) are gone */
+    int64_t from = p->committed > p->log_start ? p->committed : p->log_start;
+    for (size_t i = tail_find(p, from); i < p->tail_len; i++) {
         const plog_entry_t *e = tail_at(p, i);
         if (e->last >= p->hw)
             break;
@@ -1026,7 +1028,8 @@ sh_err_t sh_plog_find_max_time(sh_plog_t *p, sh_plog_slice_t *slice, sh_plog_rea
             best = bc->max_ts;
         }
     }
-    for (size_t i = tail_find(p, p->committed); i < p->tail_len; i++) {
+    int64_t from = p->committed > p->log_start ? p->committed : p->log_start;
+    for (size_t i = tail_find(p, from); i < p->tail_len; i++) {
         const plog_entry_t *e = tail_at(p, i);
         if (e->last >= p->hw)
             break;
@@ -1048,6 +1051,41 @@ sh_err_t sh_plog_find_max_time(sh_plog_t *p, sh_plog_slice_t *slice, sh_plog_rea
         return SH_OK;
     }
     return SH_E_NOTFOUND;
+}
+
+/* ---------------------------------------------------------- retention */
+
+void sh_plog_chunk_stats(const sh_plog_t *p, sh_plog_chunk_stats_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->first_max_ts = INT64_MAX;
+    for (size_t i = 0; i < p->nchunks; i++) {
+        const plog_chunk_t *c = &p->chunks[i];
+        if (c->last < p->log_start) {
+            out->dead++;
+            continue;
+        }
+        if (out->live++ == 0) {
+            out->first_bytes = c->byte_length;
+            out->first_max_ts = c->max_ts;
+        }
+        out->live_bytes += c->byte_length;
+    }
+}
+
+size_t sh_plog_log_start_advance(sh_plog_t *p, int64_t offset)
+{
+    if (offset > p->log_start)
+        p->log_start = offset;
+    /* chunks are in offset order: the dead ones are a prefix */
+    size_t n = chunk_find(p, p->log_start);
+    for (size_t i = 0; i < n; i++)
+        free(p->chunks[i].key);
+    if (n) {
+        memmove(p->chunks, p->chunks + n, (p->nchunks - n) * sizeof(*p->chunks));
+        p->nchunks -= n;
+    }
+    return n;
 }
 
 /* ------------------------------------------------------------- upload */

@@ -281,6 +281,32 @@ sh_err_t sh_plog_find_time(sh_plog_t *p, int64_t ts, sh_plog_slice_t *slice,
  * the partition holds no batch below the high watermark. */
 sh_err_t sh_plog_find_max_time(sh_plog_t *p, sh_plog_slice_t *slice, sh_plog_read_t *out);
 
+/* ------------------------------------------------------------- retention */
+
+/* What the chunk index says about retention (storage/sh_retention.h):
+ * retention asks the metadata store only when these show work to do. */
+typedef struct sh_plog_chunk_stats {
+    size_t live;             /* chunks with last offset >= log start */
+    /* Indexed chunks wholly below the log start: committed after a
+     * DeleteRecords moved the log start into the tail. The metadata store
+     * keeps counting them (and their objects) until a sweep. */
+    size_t dead;
+    int64_t live_bytes;      /* byte length of the live chunks */
+    int64_t first_bytes;     /* the oldest live chunk's length, 0 if none */
+    int64_t first_max_ts;    /* its max timestamp, INT64_MAX if none */
+} sh_plog_chunk_stats_t;
+
+void sh_plog_chunk_stats(const sh_plog_t *p, sh_plog_chunk_stats_t *out);
+
+/* The metadata store moved the log start to `offset` (DeleteRecords or
+ * retention committed it): advance the in-memory copy (never backwards)
+ * and drop the index entries of chunks wholly below it. From now on reads
+ * below it are OFFSET_OUT_OF_RANGE; a batch straddling it is still read
+ * whole, as Kafka does. The offset may lie in the tail: those batches stay
+ * in memory and the WAL until they are uploaded (retention never deletes
+ * what is not in an object). Returns how many index entries went. */
+size_t sh_plog_log_start_advance(sh_plog_t *p, int64_t offset);
+
 /* ----------------------------------------------------------------- watch */
 
 /* One-shot wake-up when the high watermark moves or the partition stops

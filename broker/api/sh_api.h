@@ -26,6 +26,7 @@ void sh_api_delete_groups_handle(sh_broker_t *b, sh_request_t *req);
 void sh_api_offset_delete_handle(sh_broker_t *b, sh_request_t *req);
 void sh_api_create_topics_handle(sh_broker_t *b, sh_request_t *req);
 void sh_api_delete_topics_handle(sh_broker_t *b, sh_request_t *req);
+void sh_api_delete_records_handle(sh_broker_t *b, sh_request_t *req);
 void sh_api_describe_configs_handle(sh_broker_t *b, sh_request_t *req);
 void sh_api_alter_configs_handle(sh_broker_t *b, sh_request_t *req);
 void sh_api_create_partitions_handle(sh_broker_t *b, sh_request_t *req);
