@@ -128,19 +128,17 @@ def record_batch(records, base_ts=1700000000000, attributes=0, magic=2, producer
 
 def batch_of_size(total, base_ts=1700000000000, key=b"k"):
     """A valid single-record batch whose 12 + batchLength is exactly
-    `total` bytes (the size Kafka compares with max.message.bytes)."""
-    lo = 0
-    for _ in range(3):      # the varint lengths settle within a few rounds
-        b = record_batch([(key, b"x" * lo, (), None)], base_ts)
+    `total` bytes (the size Kafka compares with max.message.bytes).
+    Returns (batch, value)."""
+    n = 0
+    for _ in range(4):      # the varint lengths settle within a few rounds
+        b = record_batch([(key, b"x" * n, (), None)], base_ts)
         if len(b) == total:
-            return b
-        lo += total - len(b)
-        if lo < 0:
+            return b, b"x" * n
+        n += total - len(b)
+        if n < 0:
             raise ValueError("%d bytes is too small for a batch" % total)
-    b = record_batch([(key, b"x" * lo, (), None)], base_ts)
-    if len(b) != total:
-        raise ValueError("could not size a batch to %d bytes" % total)
-    return b
+    raise ValueError("could not size a batch to %d bytes" % total)
 
 
 # --------------------------------------------------------------- produce
