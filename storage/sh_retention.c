@@ -61,6 +61,7 @@ struct job {
     int64_t offset;              /* ADVANCE: asked for; TRIM: floor */
     int64_t retention_ms, retention_bytes, cutoff_ms;
     int64_t log_start;           /* out: what the store holds afterwards */
+    int64_t by_time, by_size;    /* out (TRIM): what each rule asked for, -1 if off */
     size_t nfreed;               /* out: objects whose last live chunk went */
     sh_retention_done_fn cb;
     void *cb_arg;
@@ -147,19 +148,22 @@ static int64_t wall_now(const sh_retention_t *rt)
 static sh_err_t trim_run(sh_meta_t *m, sh_meta_op_t *op)
 {
     job_t *j = (job_t *)op;
-    int64_t target = j->offset, v;
+    int64_t target = j->offset;
     sh_err_t err;
+    j->by_time = j->by_size = -1;
     if (j->retention_ms >= 0) {
-        if ((err = sh_meta_retention_by_time(m, j->tp, j->cutoff_ms, &v)) != SH_OK)
+        err = sh_meta_retention_by_time(m, j->tp, j->cutoff_ms, &j->by_time);
+        if (err != SH_OK)
             return err;
-        if (v > target)
-            target = v;
+        if (j->by_time > target)
+            target = j->by_time;
     }
     if (j->retention_bytes >= 0) {
-        if ((err = sh_meta_retention_by_size(m, j->tp, j->retention_bytes, &v)) != SH_OK)
+        err = sh_meta_retention_by_size(m, j->tp, j->retention_bytes, &j->by_size);
+        if (err != SH_OK)
             return err;
-        if (v > target)
-            target = v;
+        if (j->by_size > target)
+            target = j->by_size;
     }
     sh_arena_t a;
     sh_arena_init(&a, 4096);
@@ -217,11 +221,10 @@ static void trim_done(sh_meta_op_t *op)
     job_t *j = (job_t *)op;
     sh_retention_t *rt = j->rt;
     if (op->err == SH_OK) {
-        const char *why = j->retention_ms >= 0 && j->retention_bytes >= 0
-                              ? "retention.ms / retention.bytes"
-                          : j->retention_ms >= 0    ? "retention.ms"
-                          : j->retention_bytes >= 0 ? "retention.bytes"
-                                                    : "sweep";
+        /* name the rule that went furthest */
+        const char *why = j->by_size > j->offset && j->by_size >= j->by_time ? "retention.bytes"
+                          : j->by_time > j->offset                             ? "retention.ms"
+                                                                               : "sweep";
         plog_follow(rt, j, why);
     } else if (op->err != SH_KERR_UNKNOWN_TOPIC_OR_PARTITION) {
         /* a deleted partition needs nothing more; anything else is retried
