@@ -46,7 +46,7 @@ static sh_producer_batch_desc_t desc(int64_t pid, int16_t epoch, int32_t first, 
 {
     return (sh_producer_batch_desc_t){.producer_id = pid, .epoch = epoch, .first_seq = first,
                                       .last_offset_delta = count - 1,
-                                      .max_timestamp = 1000 + first};
+                                      .max_timestamp = (int64_t)1000 + first};
 }
 
 static sh_err_t check(fx_t *f, int64_t pid, int16_t epoch, int32_t first, int32_t count,
