@@ -230,7 +230,8 @@ typedef struct {
     size_t meta_len;             /* 0: strlen(meta) */
     int32_t session;
     int32_t rebalance;
-    int16_t version;
+    int16_t version;   /* 0: the default (5) */
+    bool v0;           /* ask for version 0 */
     const char *client;
 } jspec_t;
 
@@ -256,7 +257,7 @@ static void join(fx_t *f, rec_t *r, jspec_t s)
     sh_group_client_t client = {.client_id = s.client ? s.client : "cli",
                                 .client_host = "/127.0.0.1"};
     memset(r, 0, sizeof(*r));
-    sh_group_join(f->c, &client, s.version ? s.version : 5, &req, join_cb, r);
+    sh_group_join(f->c, &client, s.v0 ? 0 : (s.version ? s.version : 5), &req, join_cb, r);
 }
 
 /* J(.member = x, ...): a JoinGroup spec with the defaults below overridden
@@ -470,6 +471,66 @@ static void test_bad_input_keeps_group_working(void **state)
     assert_int_equal(gen, 2);
     assert_int_equal(hb(f, "g", a, gen, NULL), 0);
     assert_int_equal(hb(f, "g", b, gen, NULL), 0);
+}
+
+/* SyncGroup v5 names the protocol type and name it expects: another one
+ * than the group's is INCONSISTENT_GROUP_PROTOCOL; null means "no check". */
+static void test_sync_protocol_checks(void **state)
+{
+    fx_t *f = *state;
+    char a[300], b[300];
+    int32_t gen;
+    stable_pair(f, a, b, &gen);
+    sh_sync_group_request_t req;
+    sh_sync_group_request_init(&req);
+    req.group_id = sh_slice_str("g");
+    req.generation_id = gen;
+    req.member_id = sh_slice_str(b);
+    rec_t r;
+    req.protocol_type = sh_slice_str("consumer");
+    req.protocol_name = sh_slice_str("roundrobin");
+    memset(&r, 0, sizeof(r));
+    sh_group_sync(f->c, 5, &req, sync_cb, &r);
+    assert_int_equal(r.err, SH_KERR_INCONSISTENT_GROUP_PROTOCOL);
+    req.protocol_type = sh_slice_str("connect");
+    req.protocol_name = sh_slice_str("range");
+    memset(&r, 0, sizeof(r));
+    sh_group_sync(f->c, 5, &req, sync_cb, &r);
+    assert_int_equal(r.err, SH_KERR_INCONSISTENT_GROUP_PROTOCOL);
+    assert_true(r.protocol_null);
+    req.protocol_type = sh_slice_str("consumer");
+    memset(&r, 0, sizeof(r));
+    sh_group_sync(f->c, 5, &req, sync_cb, &r);
+    assert_int_equal(r.err, 0);
+    assert_string_equal(r.protocol, "range");
+    assert_memory_equal(r.assignment, ASSIGN_B, sizeof(ASSIGN_B));
+}
+
+/* JoinGroup v0 has no rebalance timeout: the session timeout bounds the
+ * join phase. */
+static void test_join_v0_rebalance_timeout(void **state)
+{
+    fx_t *f = *state;
+    rec_t ra, rb;
+    join(f, &ra, J(.v0 = true, .session = 5000, .rebalance = 60000));
+    advance(f, 0);
+    assert_int_equal(ra.err, 0);
+    rec_t sa;
+    sync_(f, &sa, "g", ra.member_id, ra.gen, NULL, NULL, 0);
+    assert_int_equal(sa.err, 0);
+    /* a second member joins; the first keeps its session alive but does
+     * not rejoin: the join phase ends after 5 s (v0: the session timeout),
+     * not after the 60 s the v0 request cannot carry */
+    join(f, &rb, J(.v0 = true, .session = 5000));
+    assert_int_equal(rb.calls, 0);
+    advance(f, 2500);
+    assert_int_equal(hb(f, "g", ra.member_id, ra.gen, NULL), SH_KERR_REBALANCE_IN_PROGRESS);
+    advance(f, 2499);
+    assert_int_equal(rb.calls, 0);
+    advance(f, 1);
+    assert_int_equal(rb.calls, 1);
+    assert_int_equal(rb.err, 0);
+    assert_int_equal(rb.nmembers, 1); /* the first did not rejoin: removed */
 }
 
 static void test_session_expiry(void **state)
@@ -1293,6 +1354,8 @@ int main(void)
         T(test_join_sync_two_members),
         T(test_member_ids_and_versions),
         T(test_bad_input_keeps_group_working),
+        T(test_sync_protocol_checks),
+        T(test_join_v0_rebalance_timeout),
         T(test_session_expiry),
         T(test_rebalance_timeout_drops_laggards),
         T(test_sync_timeout),
