@@ -139,8 +139,12 @@ sh_uploader_t *sh_uploader_new(const sh_uploader_opts_t *o)
     }
     if (u->o.backoff_min_ms <= 0)
         u->o.backoff_min_ms = 100;
+    /* Capped at 1 s: acknowledgements of durability=object topics wait for
+     * the next retry, so a long cap turns a 5 s metadata outage into 10 s
+     * of stalled producers; the object store paces itself (retries, rate
+     * limits, circuit breaker) below us. */
     if (u->o.backoff_max_ms < u->o.backoff_min_ms)
-        u->o.backoff_max_ms = u->o.backoff_min_ms > 10000 ? u->o.backoff_min_ms : 10000;
+        u->o.backoff_max_ms = u->o.backoff_min_ms > 1000 ? u->o.backoff_min_ms : 1000;
     u->obs.durable = obs_durable;
     u->obs.parked = obs_parked;
     u->obs.arg = u;
