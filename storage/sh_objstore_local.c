@@ -510,7 +510,8 @@ static int sh_local_list_dir(sh_local_op_t *op, int fd, char *path, size_t plen)
         sh_local_fail_errno(op, errno, "read directory", plen ? path : ".");
         goto out;
     }
-    qsort(ents, n, sizeof(*ents), sh_local_dent_cmp);
+    if (n > 1) /* an empty directory leaves ents NULL, which qsort may not get */
+        qsort(ents, n, sizeof(*ents), sh_local_dent_cmp);
 
     const char *prefix = op->key;
     size_t pfx_len = strlen(prefix);
