@@ -23,6 +23,10 @@
 #     WAL), a retry of the newest batch still gets its original offset,
 #     the old epoch is still fenced, sequences continue, and a consumer
 #     (confluent-kafka) reads every record exactly once, in order.
+#  8. Restarted with producer.id.expiration.ms=1500: the idle producers
+#     leave DescribeProducers, the next batch of one that does not start at
+#     0 gets UNKNOWN_PRODUCER_ID, and InitProducerId with its old id hands
+#     out a fresh one (its record in the metadata store expired too).
 # compat-broker: none
 # compat-timeout: 180
 set -euo pipefail
@@ -253,7 +257,37 @@ def phase2():
     print("phase 2: %d records, each once and in order" % len(got))
 
 
-{"1": phase1, "2": phase2}[sys.argv[1]]()
+def phase3():
+    st = json.load(open(STATE))
+    P = st["P"]
+    s = conn()
+    deadline = time.time() + 60
+    while True:
+        d = rt(s, lambda c: kidem.describe_producers_request(c, TOPIC, [0]),
+               kidem.decode_describe_producers)
+        if d[0][0] == 0 and not d[0][1]:
+            break
+        check(time.time() < deadline, "producers never expired: %r", d)
+        time.sleep(0.2)
+    expect_err(produce(s, record_batch(P, 2, 12, vals(P, 2, 12, 1))),
+               kidem.UNKNOWN_PRODUCER_ID, "expired producer, sequence 12")
+    # epoch 0 is older than the record's 2 (fenced, no side effect) until
+    # the record expires; then the old id is unknown and a fresh one comes
+    while True:
+        r = init(s, 4, P, 0)
+        if r["error_code"] == 0:
+            break
+        check(r["error_code"] == kidem.PRODUCER_FENCED, "InitProducerId: %r", r)
+        check(time.time() < deadline, "the producer record never expired")
+        time.sleep(0.2)
+    check(r["producer_id"] not in (P, st["Q"]) and r["producer_epoch"] == 0,
+          "expired id: %r", r)
+    expect_ok(produce(s, record_batch(P, 2, 0, vals(P, 2, 0, 1))),
+              "an expired producer starting again at 0", 25)
+    print("phase 3: producers expired; fresh id %d" % r["producer_id"])
+
+
+{"1": phase1, "2": phase2, "3": phase3}[sys.argv[1]]()
 PY
 
 /usr/bin/python3 - <<'PY'
@@ -269,6 +303,11 @@ kill -KILL "$BROKER_PID"
 wait "$BROKER_PID" 2>/dev/null || true
 sh_broker_start "$B" "${SETTINGS[@]}" || fail "broker did not restart after SIGKILL"
 /usr/bin/python3 "$T/idem040.py" 2 || fail "phase 2"
+sh_broker_stop || fail "SIGTERM did not stop the broker"
+[ "$BROKER_EXIT" = 0 ] || fail "broker exited with $BROKER_EXIT after SIGTERM"
+sh_broker_start "$B" "${SETTINGS[@]}" producer.id.expiration.ms=1500 \
+    producer.id.expiration.check.interval.ms=200 || fail "broker did not restart"
+/usr/bin/python3 "$T/idem040.py" 3 || fail "phase 3"
 sh_broker_stop || fail "SIGTERM did not stop the broker"
 [ "$BROKER_EXIT" = 0 ] || fail "broker exited with $BROKER_EXIT after SIGTERM"
 echo "040: idempotent producer rules hold on the wire and across a SIGKILL"
