@@ -373,6 +373,8 @@ sh_datapath_t *sh_datapath_new(sh_broker_t *b)
     ro.store = dp->store;
     ro.cache = dp->cache;
     ro.check_interval_ms = cfg->log_retention_check_interval_ms;
+    /* Kafka's log.initial.task.delay.ms: a starting broker serves first */
+    ro.initial_delay_ms = ro.check_interval_ms < 30000 ? ro.check_interval_ms : 30000;
     ro.partitions = retention_partitions;
     ro.partitions_arg = dp;
     dp->retention = sh_retention_new(&ro);

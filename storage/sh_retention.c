@@ -567,7 +567,9 @@ sh_retention_t *sh_retention_new(const sh_retention_opts_t *o)
         rt->o.check_interval_ms = DEFAULT_INTERVAL_MS;
     if (rt->o.sweep_batch == 0)
         rt->o.sweep_batch = DEFAULT_SWEEP_BATCH;
-    rt->next_pass_ms = 0; /* the first drive passes at once: leftovers of a crash */
+    /* the first pass also sweeps the leftovers of a crash */
+    rt->next_pass_ms = rt->o.initial_delay_ms > 0 ? sh_clock_mono_ms() + rt->o.initial_delay_ms
+                                                  : 0;
     return rt;
 }
 

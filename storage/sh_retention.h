@@ -23,13 +23,15 @@
  *      next sweep (every pass, and the first one right after start) deletes
  *      it again, which the store accepts.
  *
- * Retention passes: every check_interval_ms, each partition the caller
- * lists (partitions callback) is looked at in memory first (its chunk
- * index, sh_plog_chunk_stats); only a partition with something to do costs
- * a metadata op, which asks sh_meta_retention_by_time / _by_size for the
- * new log start (Kafka's rules: whole chunks, oldest first; a chunk goes by
- * time when its max timestamp is older than now - retention.ms, and by size
- * while what remains is at least retention.bytes) and advances to it.
+ * Retention passes: initial_delay_ms after start (the first one also
+ * sweeps what a crash left behind), then every check_interval_ms. Each
+ * partition the caller lists (partitions callback) is looked at in memory
+ * first (its chunk index, sh_plog_chunk_stats); only a partition with
+ * something to do costs a metadata op, which asks
+ * sh_meta_retention_by_time / _by_size for the new log start (Kafka's
+ * rules: whole chunks, oldest first; a chunk goes by time when its max
+ * timestamp is older than now - retention.ms, and by size while what
+ * remains is at least retention.bytes) and advances to it.
  * Retention only ever looks at committed chunks: batches still in the WAL
  * and the in-memory tail are never deleted by it (Kafka never deletes the
  * active segment either). Partitions go one op at a time, so a pass never
@@ -74,6 +76,8 @@ typedef struct sh_retention_opts {
     sh_objstore_t *store;
     sh_cache_t *cache;               /* may be NULL */
     int64_t check_interval_ms;       /* log.retention.check.interval.ms; <= 0: 300000 */
+    int64_t initial_delay_ms;        /* first pass this long after new (0: at the first
+                                        drive); the broker uses Kafka's 30 s */
     size_t sweep_batch;              /* objects per listing and delete; 0: 1000 */
     /* Call visit, synchronously, for every partition log this broker
      * serves (a pass starts by asking). */
