@@ -6,9 +6,11 @@
  * given id in the store or records a fresh one, reserving a new block
  * when the loop had no id left to give; done() (loop) keeps the rest of
  * that block, raises the epoch floor of a bumped or fenced id, and calls
- * back. Two ops that both find the pool empty each reserve a block; the
- * surplus of the second is dropped (ids are 63 bits: waste is harmless,
- * a queue of waiters is not worth it).
+ * back. While one op reserves a block, requests for fresh ids wait in a
+ * FIFO and go out with ids from that block when it arrives, so a storm of
+ * producers starting at once costs one block, not one each. (A bump that
+ * ends in a fresh id reserves its own block: rare, and the surplus is
+ * dropped; ids are 63 bits.)
  *
  * Floors: producer id -> lowest accepted epoch, only for ids this broker
  * bumped or saw fenced. Looked up on every idempotent append, so an
@@ -48,6 +50,8 @@ struct sh_producer_ids {
     int64_t check_ms;
 
     int64_t pool_next, pool_end;     /* ids of our block not yet handed out */
+    bool refilling;                  /* an op is reserving a block */
+    struct init_op *wait_head, *wait_tail; /* fresh-id requests waiting for it */
 
     floor_slot_t *floors;
     size_t floors_cap, nfloors;      /* cap: power of two or 0 */
@@ -153,9 +157,13 @@ typedef struct init_op {
     int16_t out_epoch;
     int16_t seen_epoch;              /* the store's epoch of req_pid, or -1 */
     sh_err_t result;
+    bool refill;                     /* this op reserves the loop's next block */
     sh_producer_ids_init_fn cb;
     void *arg;
+    struct init_op *next;            /* in the wait FIFO */
 } init_op_t;
+
+static void init_submit(sh_producer_ids_t *ps, init_op_t *o);
 
 static sh_err_t init_run(sh_meta_t *m, sh_meta_op_t *op)
 {
@@ -202,11 +210,27 @@ static sh_err_t init_run(sh_meta_t *m, sh_meta_op_t *op)
     return SH_OK;
 }
 
+/* Give waiting fresh-id requests ids from the pool; when it runs dry the
+ * next waiter becomes the one that reserves a block. */
+static void wait_release(sh_producer_ids_t *ps)
+{
+    while (ps->wait_head && !ps->refilling) {
+        init_op_t *w = ps->wait_head;
+        ps->wait_head = w->next;
+        if (!ps->wait_head)
+            ps->wait_tail = NULL;
+        w->next = NULL;
+        init_submit(ps, w);
+    }
+}
+
 static void init_done(sh_meta_op_t *op)
 {
     init_op_t *o = (init_op_t *)op;
     sh_producer_ids_t *ps = o->ps;
     sh_err_t err = op->err != SH_OK ? op->err : o->result;
+    if (o->refill)
+        ps->refilling = false;
     if (op->err == SH_OK) {
         if (o->block_next >= 0 && ps->pool_next >= ps->pool_end) {
             ps->pool_next = o->block_next;
@@ -226,6 +250,52 @@ static void init_done(sh_meta_op_t *op)
                o->out_pid, o->out_epoch);
     o->cb(o->arg, err, err == SH_OK ? o->out_pid : -1, err == SH_OK ? o->out_epoch : -1);
     free(o);
+    wait_release(ps);
+}
+
+/* Decide where a request's id comes from: false when it has to wait for
+ * the block another op is reserving (it is queued), true when it can go:
+ * with an id from the pool, as the op that reserves the next block, or as
+ * a bump (which usually keeps its id and takes none). */
+static bool init_place(sh_producer_ids_t *ps, init_op_t *o)
+{
+    if (o->req_pid >= 0)
+        return true;
+    if (ps->pool_next < ps->pool_end) {
+        o->new_pid = ps->pool_next++;
+        return true;
+    }
+    if (ps->refilling) {
+        if (ps->wait_tail)
+            ps->wait_tail->next = o;
+        else
+            ps->wait_head = o;
+        ps->wait_tail = o;
+        return false;
+    }
+    ps->refilling = true;
+    o->refill = true;
+    return true;
+}
+
+static sh_err_t init_send(sh_producer_ids_t *ps, init_op_t *o)
+{
+    o->op.run = init_run;
+    o->op.done = init_done;
+    sh_err_t err = sh_meta_submit(ps->meta, &o->op);
+    if (err != SH_OK && o->refill)
+        ps->refilling = false;
+    return err;
+}
+
+/* A waiter's turn (from a done callback): its callback runs in every
+ * case, here at once only when the store is closing. */
+static void init_submit(sh_producer_ids_t *ps, init_op_t *o)
+{
+    if (!init_place(ps, o) || init_send(ps, o) == SH_OK)
+        return;
+    o->cb(o->arg, SH_E_CLOSED, -1, -1);
+    free(o);
 }
 
 sh_err_t sh_producer_ids_init_start(sh_producer_ids_t *ps, int64_t producer_id, int16_t epoch,
@@ -243,18 +313,12 @@ sh_err_t sh_producer_ids_init_start(sh_producer_ids_t *ps, int64_t producer_id, 
     o->new_pid = -1;
     o->cb = cb;
     o->arg = arg;
-    /* a bump usually keeps its id: take one from the pool only when a
-     * fresh id is certain */
-    if (producer_id < 0 && ps->pool_next < ps->pool_end)
-        o->new_pid = ps->pool_next++;
-    o->op.run = init_run;
-    o->op.done = init_done;
-    sh_err_t err = sh_meta_submit(ps->meta, &o->op);
-    if (err != SH_OK) {
-        free(o);
-        return err;
-    }
-    return SH_OK;
+    if (!init_place(ps, o))
+        return SH_OK;
+    sh_err_t err = init_send(ps, o);
+    if (err != SH_OK)
+        free(o); /* refused at once: the callback will not run */
+    return err;
 }
 
 /* ---------------------------------------------------------------- expiry */
@@ -353,6 +417,14 @@ void sh_producer_ids_free(sh_producer_ids_t *ps)
     ps->closing = true;
     if (ps->loop)
         sh_loop_timer_cancel(ps->loop, &ps->timer);
+    /* cannot happen after the store closed (it ran every done, which
+     * released the waiters), but never leave a request unanswered */
+    while (ps->wait_head) {
+        init_op_t *w = ps->wait_head;
+        ps->wait_head = w->next;
+        w->cb(w->arg, SH_E_CLOSED, -1, -1);
+        free(w);
+    }
     free(ps->floors);
     free(ps);
 }
