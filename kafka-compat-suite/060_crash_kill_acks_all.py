@@ -16,7 +16,8 @@
 #    Uploads run every 300 ms or 2 MB, so every kill leaves acknowledged
 #    data both in segment objects and only in the WAL. The producers
 #    reconnect and retry by themselves; each records the partition and
-#    offset of every successful delivery report.
+#    offset of every successful delivery report. No delivery may fail in
+#    the end (retries are unlimited, message.timeout.ms is 240 s).
 #  - A confluent-kafka consumer (assign() from offset 0, auto.offset.reset
 #    =error, check.crcs) reads all along and survives every restart. It
 #    must see offsets 0, 1, 2... in each partition, each record intact, and
@@ -397,6 +398,12 @@ def main():
     for n, s in summary.items():
         log("producer %s: %d produced, %d acknowledged, %d failed, %d unfinished",
             n, s["produced"], s["acked"], s["error_count"], s["unfinished"])
+        # Retries are unlimited and a record may wait 240 s, so a failed or
+        # unfinished delivery means the broker refused a retried batch or
+        # stayed unreachable: not loss, but not what a client must see.
+        if s["error_count"] or s["unfinished"]:
+            fail("producer %s: %d deliveries failed (%s), %d unfinished", n, s["error_count"],
+                 s["errors"][:3], s["unfinished"])
 
     # One more SIGKILL with nothing in flight, then the checks.
     broker.kill9()
