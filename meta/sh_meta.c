@@ -762,6 +762,69 @@ sh_err_t sh_meta_producer_snapshots_put(sh_meta_t *m, sh_meta_producer_snapshot_
     SH_META_CALL(m, producer_snapshots_put, snaps, n, now_ms);
 }
 
+static int touch_agg_cmp(const void *a, const void *b)
+{
+    int64_t x = ((const sh_meta_touch_agg_t *)a)->producer_id;
+    int64_t y = ((const sh_meta_touch_agg_t *)b)->producer_id;
+    return x < y ? -1 : x > y;
+}
+
+sh_err_t sh_meta_touches_collect(const sh_meta_producer_snapshot_t *snaps, size_t n,
+                                 sh_meta_touch_agg_t **out, size_t *nout)
+{
+    *out = NULL;
+    *nout = 0;
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++)
+        if (snaps[i].result == SH_OK)
+            total += snaps[i].ntouched;
+    if (total == 0)
+        return SH_OK;
+    sh_meta_touch_agg_t *a = malloc(total * sizeof(*a));
+    if (!a)
+        return SH_E_NOMEM;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (snaps[i].result != SH_OK)
+            continue;
+        for (size_t j = 0; j < snaps[i].ntouched; j++) {
+            const sh_meta_producer_touch_t *t = &snaps[i].touched[j];
+            a[k++] = (sh_meta_touch_agg_t){t->producer_id, t->epoch, t->seen_ms, -1};
+        }
+    }
+    qsort(a, k, sizeof(*a), touch_agg_cmp);
+    size_t u = 0;
+    for (size_t i = 0; i < k; i++) {
+        if (u && a[u - 1].producer_id == a[i].producer_id) {
+            if (a[i].epoch > a[u - 1].epoch)
+                a[u - 1].epoch = a[i].epoch;
+            if (a[i].seen_ms > a[u - 1].seen_ms)
+                a[u - 1].seen_ms = a[i].seen_ms;
+            continue;
+        }
+        a[u++] = a[i];
+    }
+    *out = a;
+    *nout = u;
+    return SH_OK;
+}
+
+void sh_meta_touches_apply(sh_meta_producer_snapshot_t *snaps, size_t n,
+                           const sh_meta_touch_agg_t *agg, size_t nagg)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (snaps[i].result != SH_OK)
+            continue;
+        for (size_t j = 0; j < snaps[i].ntouched; j++) {
+            sh_meta_producer_touch_t *t = &snaps[i].touched[j];
+            sh_meta_touch_agg_t key = {.producer_id = t->producer_id};
+            const sh_meta_touch_agg_t *hit =
+                nagg ? bsearch(&key, agg, nagg, sizeof(*agg), touch_agg_cmp) : NULL;
+            t->recorded_epoch = hit ? hit->recorded : -1;
+        }
+    }
+}
+
 sh_err_t sh_meta_producer_snapshot_get(sh_meta_t *m, sh_meta_tp_t tp, int64_t max_offset,
                                        sh_arena_t *a, int64_t *as_of, const char **data)
 {

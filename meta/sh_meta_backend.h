@@ -132,6 +132,24 @@ typedef struct sh_meta_backend {
                                size_t ngroups, int64_t cutoff_ms, int64_t *removed);
 } sh_meta_backend_t;
 
+/* Producer snapshot writes touch the same producer ids from many
+ * partitions: backends record each id once. sh_meta_touches_collect gives
+ * the distinct ids touched by the snapshots whose result is SH_OK, each
+ * with its highest epoch and latest time, sorted by id (malloc'd; NULL
+ * when none); after the backend filled in `recorded`,
+ * sh_meta_touches_apply copies it into every touch of those snapshots. */
+typedef struct sh_meta_touch_agg {
+    int64_t producer_id;
+    int16_t epoch;
+    int64_t seen_ms;
+    int16_t recorded;
+} sh_meta_touch_agg_t;
+
+sh_err_t sh_meta_touches_collect(const sh_meta_producer_snapshot_t *snaps, size_t n,
+                                 sh_meta_touch_agg_t **out, size_t *nout);
+void sh_meta_touches_apply(sh_meta_producer_snapshot_t *snaps, size_t n,
+                           const sh_meta_touch_agg_t *agg, size_t nagg);
+
 /* Wrap an already-open backend connection (tests plug fakes in here; the
  * URL-based sh_meta_open uses it too). Takes ownership of c: on failure it
  * is closed. */

@@ -282,11 +282,13 @@
     X(PRODUCER_EPOCHS, 'R',                                                    \
       "SELECT p.epoch FROM unnest($1::bigint[]) WITH ORDINALITY AS k(id, ord) "\
       "LEFT JOIN producers p ON p.producer_id = k.id ORDER BY k.ord")          \
-    X(PRODUCER_TOUCH, 'W',                                                     \
+    X(PRODUCERS_TOUCH, 'W',                                                    \
       "INSERT INTO producers (producer_id, epoch, last_epoch, updated_ms) "    \
-      "VALUES ($1, $2, -1, $3) ON CONFLICT (producer_id) DO UPDATE SET epoch " \
-      "= GREATEST(producers.epoch, excluded.epoch), updated_ms = "             \
-      "GREATEST(producers.updated_ms, excluded.updated_ms) RETURNING epoch")   \
+      "SELECT u.id, u.e, -1, u.ms FROM unnest($1::bigint[], $2::integer[], "   \
+      "$3::bigint[]) AS u(id, e, ms) ON CONFLICT (producer_id) DO UPDATE SET " \
+      "epoch = GREATEST(producers.epoch, excluded.epoch), updated_ms = "       \
+      "GREATEST(producers.updated_ms, excluded.updated_ms) RETURNING "         \
+      "producer_id, epoch")                                                    \
     X(PRODUCERS_EXPIRE, 'W', "DELETE FROM producers WHERE updated_ms < $1")    \
     X(PSNAP_PUT, 'W',                                                          \
       "INSERT INTO producer_snapshots (topic_id, partition_index, "            \
@@ -2890,11 +2892,49 @@ static sh_err_t pg_producer_epochs(sh_meta_conn_t *c, const int64_t *ids, size_t
     return err;
 }
 
+static int pg_agg_cmp(const void *a, const void *b)
+{
+    int64_t x = ((const sh_meta_touch_agg_t *)a)->producer_id;
+    int64_t y = ((const sh_meta_touch_agg_t *)b)->producer_id;
+    return x < y ? -1 : x > y;
+}
+
+/* Upsert the distinct touched producers (ids unique: one upsert may not
+ * touch a row twice) and read back their recorded epochs. */
+static sh_err_t pg_touch_all(sh_meta_conn_t *c, sh_meta_touch_agg_t *agg, size_t nagg,
+                             const char *what)
+{
+    pg_buf_t ids = {0}, eps = {0}, ms = {0};
+    for (size_t i = 0; i < nagg; i++) {
+        pg_array_int(&ids, i, agg[i].producer_id);
+        pg_array_int(&eps, i, agg[i].epoch);
+        pg_array_int(&ms, i, agg[i].seen_ms);
+    }
+    pg_array_end(&ids, nagg), pg_array_end(&eps, nagg), pg_array_end(&ms, nagg);
+    sh_err_t err = SH_E_NOMEM;
+    PGresult *res = NULL;
+    if (!ids.bad && !eps.bad && !ms.bad)
+        err = pg_query(c, PG_PRODUCERS_TOUCH, what, &res, "sss", ids.p, eps.p, ms.p);
+    free(ids.p), free(eps.p), free(ms.p);
+    if (err != SH_OK)
+        return err;
+    for (int r = 0; r < PQntuples(res); r++) {
+        sh_meta_touch_agg_t key = {.producer_id = pg_int(res, r, 0)};
+        sh_meta_touch_agg_t *hit = bsearch(&key, agg, nagg, sizeof(*agg), pg_agg_cmp);
+        if (hit)
+            hit->recorded = (int16_t)pg_int(res, r, 1);
+    }
+    PQclear(res);
+    return SH_OK;
+}
+
 static sh_err_t pg_producer_snapshots_put_once(sh_meta_conn_t *c,
                                                sh_meta_producer_snapshot_t *snaps, size_t n,
                                                int64_t now_ms)
 {
     const char *what = "write producer snapshots";
+    sh_meta_touch_agg_t *agg = NULL;
+    size_t nagg = 0;
     sh_err_t err;
     if ((err = pg_begin(c, 1, what)) != SH_OK)
         goto fail;
@@ -2924,20 +2964,20 @@ static sh_err_t pg_producer_snapshots_put_once(sh_meta_conn_t *c,
         if ((err = pg_exec(c, PG_PSNAP_TRIM, what, NULL, "uiI", &s->tp.topic_id,
                            s->tp.partition, ps.high_watermark)) != SH_OK)
             goto fail;
-        for (size_t j = 0; j < s->ntouched; j++) {
-            sh_meta_producer_touch_t *t = &s->touched[j];
-            int64_t rec = -1;
-            if ((err = pg_scalar(c, PG_PRODUCER_TOUCH, what, &rec, "IiI", t->producer_id,
-                                 (int)t->epoch, t->seen_ms)) != SH_OK)
-                goto fail;
-            t->recorded_epoch = (int16_t)rec;
-        }
         s->result = SH_OK;
     }
+    /* every producer the snapshots touched, once, in one statement */
+    if ((err = sh_meta_touches_collect(snaps, n, &agg, &nagg)) != SH_OK)
+        goto fail;
+    if (nagg && (err = pg_touch_all(c, agg, nagg, what)) != SH_OK)
+        goto fail;
     if ((err = pg_commit(c, what)) != SH_OK)
         goto fail;
+    sh_meta_touches_apply(snaps, n, agg, nagg);
+    free(agg);
     return SH_OK;
 fail:
+    free(agg);
     pg_rollback(c);
     return err;
 }

@@ -1815,6 +1815,8 @@ static sh_err_t sq_producer_snapshots_put(sh_meta_conn_t *c, sh_meta_producer_sn
                                           size_t n, int64_t now_ms)
 {
     const char *what = "write producer snapshots";
+    sh_meta_touch_agg_t *agg = NULL;
+    size_t nagg = 0;
     sh_err_t err;
     if ((err = sq_begin(c, 1, what)) != SH_OK)
         return err;
@@ -1844,20 +1846,25 @@ static sh_err_t sq_producer_snapshots_put(sh_meta_conn_t *c, sh_meta_producer_sn
         if ((err = sq_exec(c, SQ_PSNAP_TRIM, what, NULL, "uiI", &s->tp.topic_id,
                            s->tp.partition, ps.high_watermark)) != SH_OK)
             goto fail;
-        for (size_t j = 0; j < s->ntouched; j++) {
-            sh_meta_producer_touch_t *t = &s->touched[j];
-            int64_t rec = -1;
-            if ((err = sq_int64(c, SQ_PRODUCER_TOUCH, what, &rec, "IiI", t->producer_id,
-                                (int)t->epoch, t->seen_ms)) != SH_OK)
-                goto fail;
-            t->recorded_epoch = (int16_t)rec;
-        }
         s->result = SH_OK;
+    }
+    /* each producer once, however many partitions saw it */
+    if ((err = sh_meta_touches_collect(snaps, n, &agg, &nagg)) != SH_OK)
+        goto fail;
+    for (size_t j = 0; j < nagg; j++) {
+        int64_t rec = -1;
+        if ((err = sq_int64(c, SQ_PRODUCER_TOUCH, what, &rec, "IiI", agg[j].producer_id,
+                            (int)agg[j].epoch, agg[j].seen_ms)) != SH_OK)
+            goto fail;
+        agg[j].recorded = (int16_t)rec;
     }
     if ((err = sq_commit(c, what)) != SH_OK)
         goto fail;
+    sh_meta_touches_apply(snaps, n, agg, nagg);
+    free(agg);
     return SH_OK;
 fail:
+    free(agg);
     for (size_t i = 0; i < n; i++)
         snaps[i].result = err;
     sq_rollback(c);

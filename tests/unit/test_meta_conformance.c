@@ -1022,6 +1022,23 @@ static void test_producer_snapshots(void **state)
     assert_int_equal(ep[1], 2);
     expect_snap(f, id, 0, INT64_MAX, 10, "cc10"); /* same offset: replaced */
 
+    /* one producer seen by two partitions in one write: recorded once, at
+     * the higher epoch, and both touches report it */
+    sh_meta_producer_touch_t ta = {.producer_id = pid + 3, .epoch = 1, .seen_ms = 600};
+    sh_meta_producer_touch_t tb = {.producer_id = pid + 3, .epoch = 4, .seen_ms = 700};
+    sh_meta_producer_snapshot_t two[2] = {snap(id, 0, e, 10, "cc10"), snap(id, 1, e, 0, "p1")};
+    two[0].touched = &ta;
+    two[0].ntouched = 1;
+    two[1].touched = &tb;
+    two[1].ntouched = 1;
+    OK(sh_meta_producer_snapshots_put(f->m, two, 2, 1200));
+    assert_int_equal(ta.recorded_epoch, 4);
+    assert_int_equal(tb.recorded_epoch, 4);
+    int64_t id3 = pid + 3;
+    int16_t ep3;
+    OK(sh_meta_producer_epochs(f->m, &id3, 1, &ep3));
+    assert_int_equal(ep3, 4);
+
     /* the commit moves the committed offset to 10; the next write drops
      * the snapshot below it and keeps the one at 10 */
     sh_meta_chunk_t c = chunk(id, 0, 0, 9, 5, 0, 100, e);
