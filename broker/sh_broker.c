@@ -24,6 +24,7 @@
 #include "broker/sh_conn.h"
 #include "broker/sh_datapath.h"
 #include "broker/sh_dispatch.h"
+#include "broker/sh_fetch_session.h"
 #include "broker/sh_group.h"
 #include "broker/sh_meta_properties.h"
 #include "broker/sh_producer_ids.h"
@@ -168,6 +169,14 @@ sh_broker_t *sh_broker_new(const sh_config_t *cfg)
         goto fail;
     b->loop = sh_loop_new();
     if (!b->loop)
+        goto fail;
+    sh_fetch_session_config_t fsc = {
+        .max_slots = cfg->max_incremental_fetch_session_cache_slots,
+        .eviction_ms = cfg->fetch_session_eviction_ms,
+        .max_bytes = cfg->fetch_session_cache_bytes,
+    };
+    b->fetch_sessions = sh_fetch_session_cache_new(&fsc);
+    if (!b->fetch_sessions)
         goto fail;
     if (broker_meta_start(b) != SH_OK)
         goto fail;
@@ -514,6 +523,10 @@ void sh_broker_free(sh_broker_t *b)
     b->groups = NULL;
     sh_datapath_free(b->datapath);
     b->datapath = NULL;
+    /* the data path has answered every parked fetch; a fetch holds its
+     * session by reference anyway, so this frees only the cache's */
+    sh_fetch_session_cache_free(b->fetch_sessions);
+    b->fetch_sessions = NULL;
     /* after the store: its last completions answer InitProducerId */
     sh_producer_ids_free(b->producer_ids);
     b->producer_ids = NULL;

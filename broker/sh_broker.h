@@ -57,6 +57,7 @@ struct sh_broker {
     struct sh_datapath *datapath; /* WAL, objects, partition logs (sh_datapath.h) */
     struct sh_group_coord *groups; /* consumer group coordinator (sh_group.h) */
     struct sh_producer_ids *producer_ids; /* idempotent producers (sh_producer_ids.h) */
+    struct sh_fetch_session_cache *fetch_sessions; /* KIP-227 sessions (sh_fetch_session.h) */
     const sh_api_entry_t *dispatch;   /* served APIs, in api_key order */
     size_t dispatch_count;
 

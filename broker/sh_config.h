@@ -126,6 +126,10 @@ bool sh_config_check_nonempty(const char *v, char *why, size_t n);
     X("producer.id.expiration.check.interval.ms",                             \
       producer_id_expiration_check_interval_ms, INT, "600000", 1, INT32_MAX, \
       NULL, "How often expired producer ids are looked for")                 \
+    X("max.incremental.fetch.session.cache.slots",                            \
+      max_incremental_fetch_session_cache_slots, INT, "1000", 0, INT32_MAX,  \
+      NULL, "Incremental fetch sessions (KIP-227) kept at most; 0: none "   \
+      "(consumers then send full fetches)")                                   \
     X("streamhouse.storage.url", storage_url, STR, "", 0, 0,                 \
       sh_config_check_storage_url,                                            \
       "Object store for segments: file:///abs/dir or s3://bucket[/prefix];" \
@@ -191,6 +195,14 @@ bool sh_config_check_nonempty(const char *v, char *why, size_t n);
       INT64_MAX, NULL,                                                        \
       "WAL bytes not yet uploaded (at least two segments); when full, "     \
       "produce waits for an upload to free space")                           \
+    X("streamhouse.fetch.session.eviction.ms", fetch_session_eviction_ms,    \
+      LONG, "120000", 0, INT64_MAX, NULL,                                     \
+      "A fetch session idle this long gives way to a new one when the "     \
+      "cache is full (Kafka's fixed 120000)")                                 \
+    X("streamhouse.fetch.session.cache.bytes", fetch_session_cache_bytes,    \
+      LONG, "67108864", 0, INT64_MAX, NULL,                                   \
+      "Memory of all fetch sessions (partitions, topic names); a session "  \
+      "that does not fit is not created, or closed")                          \
     X("streamhouse.cache.bytes", cache_bytes, LONG, "134217728", 0,          \
       INT64_MAX, NULL,                                                        \
       "Read cache of segment object bytes (0 disables it)")

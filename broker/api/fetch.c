@@ -31,12 +31,31 @@
  *    current_leader_epoch older / newer than ours), KAFKA_STORAGE_ERROR
  *    (an object read failed; clients retry). Errors carry hw, lso and log
  *    start -1 and empty records, as Kafka's do.
- *  - fetch sessions (KIP-227): declined, which Kafka allows. Sessionless
- *    requests (session_id 0, epoch -1) and requests for a new session
- *    (session_id 0, epoch 0) get a full response with session_id 0, so
- *    clients keep sending full requests; an unknown session_id gets
- *    FETCH_SESSION_ID_NOT_FOUND (70), session_id 0 with another epoch
- *    INVALID_FETCH_SESSION_EPOCH (71), both top-level with no topics.
+ *  - fetch sessions (KIP-227), as Kafka serves them (the rules are in
+ *    broker/sh_fetch_session.h): epoch -1 is a sessionless full fetch
+ *    (session_id 0 in the answer); epoch 0 is a full fetch that creates a
+ *    session (a non-zero random id in the answer, or 0 when the cache
+ *    admits none); either closes the session a non-zero session_id names.
+ *    Epochs 1, 2, ... (wrapping from INT32_MAX to 1) are incremental: the
+ *    listed partitions are added or updated, forgotten_topics_data removes
+ *    (by topic id from v13), every partition of the session is fetched
+ *    (and watched while the fetch waits), and the answer holds only those
+ *    with records, an error, or a high watermark or log start offset other
+ *    than the one last sent; partitions that returned records move to the
+ *    end of the session. Top-level errors, with no topics and session_id
+ *    0: FETCH_SESSION_ID_NOT_FOUND (unknown id, or session_id 0 with an
+ *    epoch above 0), INVALID_FETCH_SESSION_EPOCH, FETCH_SESSION_TOPIC_ID_ERROR
+ *    (a session made with topic ids continued below v13 or the reverse);
+ *    a session whose epoch moved while a fetch waited answers that fetch
+ *    INVALID_FETCH_SESSION_EPOCH with its id. A session emptied by
+ *    forgotten_topics_data is closed and the request served sessionless.
+ *    Kafka differences: one cache instead of Kafka 3.8+'s eight shards
+ *    (max.incremental.fetch.session.cache.slots is the whole cache's);
+ *    there are no privileged (follower) sessions; the memory of all
+ *    sessions is bounded (streamhouse.fetch.session.cache.bytes): an
+ *    incremental request that would pass it closes its session and gets
+ *    FETCH_SESSION_ID_NOT_FOUND; a fetch whose connection closed while it
+ *    waited creates no session.
  *  - replica_id (replica_state from v15) is ignored: there are no
  *    followers.
  *
@@ -49,7 +68,9 @@
  *
  * Thread: loop thread. Memory: the fetch context lives in the request
  * arena; chunk blocks are referenced by the context while it waits and by
- * the request (sh_request_hold) once the response is built.
+ * the request (sh_request_hold) once the response is built. An
+ * incremental fetch reads a copy of its session's partitions (in the
+ * arena) and holds a reference on the session until it answers.
  */
 #include <inttypes.h>
 #include <stddef.h>
@@ -58,6 +79,7 @@
 #include "broker/api/sh_api.h"
 #include "broker/sh_broker.h"
 #include "broker/sh_datapath.h"
+#include "broker/sh_fetch_session.h"
 #include "broker/sh_loop.h"
 #include "broker/sh_request.h"
 #include "common/sh_log.h"
@@ -70,10 +92,23 @@
 
 typedef struct fetch_ctx fetch_ctx_t;
 
+/* What kind of answer the request gets (Kafka's fetch contexts). */
+typedef enum {
+    FETCH_SESSIONLESS = 0,  /* every partition of the request, session id 0 */
+    FETCH_FULL,             /* the same, and a new session is made from it */
+    FETCH_INCREMENTAL,      /* the session's partitions, changed ones sent */
+} fetch_kind_t;
+
 typedef struct fpart {
     fetch_ctx_t *ctx;
-    int32_t topic;                 /* index into the request's topics */
-    const sh_fetch_request_fetch_partition_t *rq;
+    /* Partitions in a row with the same tag share a topic entry in the
+     * response: the request's topic index for full fetches, the session's
+     * topic for incremental ones (only compared, never dereferenced). */
+    uintptr_t tag;
+    sh_slice_t topic;              /* name (v0-12): borrows the frame or the arena */
+    sh_uuid_t topic_id;            /* v13+ */
+    int32_t partition;
+    sh_fetch_session_params_t rq;  /* what is fetched */
     sh_plog_watch_t watch;
 
     /* the last evaluation */
@@ -83,6 +118,7 @@ typedef struct fpart {
     sh_block_t **blocks;           /* the block of each slice (borrowed or chunk) */
     int nslices, cap;
     size_t bytes;
+    bool included;                 /* in the response */
 
     /* the chunk read for this partition, if any (one reference) */
     sh_block_t *chunk;
@@ -97,11 +133,17 @@ struct fetch_ctx {
     const sh_fetch_request_t *m;
     fpart_t *parts;
     int nparts;
+    fpart_t **out;                 /* included parts, in order (response) */
+    int nout;
     int reads;                     /* chunk reads in flight */
     int64_t deadline;              /* monotonic ms */
     bool parked, done;
     sh_timer_t timer;
     sh_dp_waiter_t waiter;
+
+    fetch_kind_t kind;
+    sh_fetch_session_t *session;   /* incremental: one reference until answered */
+    int32_t session_epoch;         /* the request's */
 };
 
 /* ------------------------------------------------------------ response */
@@ -126,7 +168,9 @@ static void put_records(sh_writer_t *w, bool compact, const fpart_t *fp)
 }
 
 /* The codec entry's response_encode for Fetch: field order and presence
- * per version exactly as protocol/spec/fetch.spec. */
+ * per version exactly as protocol/spec/fetch.spec. Topics are runs of
+ * included partitions with the same tag (Kafka groups its response map
+ * the same way). */
 static void fetch_encode(sh_writer_t *w, int16_t v, const void *in)
 {
     const fresp_t *r = in;
@@ -137,22 +181,25 @@ static void fetch_encode(sh_writer_t *w, int16_t v, const void *in)
         sh_wire_put_i32(w, r->session_id);
     }
     const fetch_ctx_t *ctx = r->ctx;
-    int32_t nt = ctx ? ctx->m->topics_count : 0;
-    if (nt < 0)
-        nt = 0;
+    int n = ctx ? ctx->nout : 0;
+    int32_t nt = 0;
+    for (int i = 0; i < n; i++)
+        if (i == 0 || ctx->out[i]->tag != ctx->out[i - 1]->tag)
+            nt++;
     sh_wire_put_array_len(w, compact, nt);
-    int k = 0;
-    for (int32_t t = 0; t < nt; t++) {
-        const sh_fetch_request_fetch_topic_t *rt = &ctx->m->topics[t];
-        int32_t np = rt->partitions_count > 0 ? rt->partitions_count : 0;
+    for (int i = 0; i < n;) {
+        const fpart_t *first = ctx->out[i];
+        int end = i + 1;
+        while (end < n && ctx->out[end]->tag == first->tag)
+            end++;
         if (v <= 12)
-            sh_wire_put_string(w, compact, rt->topic.ptr ? rt->topic : sh_slice_str(""));
+            sh_wire_put_string(w, compact, first->topic.ptr ? first->topic : sh_slice_str(""));
         else
-            sh_wire_put_uuid(w, rt->topic_id);
-        sh_wire_put_array_len(w, compact, np);
-        for (int32_t i = 0; i < np; i++, k++) {
-            const fpart_t *fp = &ctx->parts[k];
-            sh_wire_put_i32(w, fp->rq->partition);
+            sh_wire_put_uuid(w, first->topic_id);
+        sh_wire_put_array_len(w, compact, end - i);
+        for (; i < end; i++) {
+            const fpart_t *fp = ctx->out[i];
+            sh_wire_put_i32(w, fp->partition);
             sh_wire_put_i16(w, sh_err_wire(fp->err));
             sh_wire_put_i64(w, fp->err ? -1 : fp->hw);
             sh_wire_put_i64(w, fp->err ? -1 : fp->lso);           /* v4+ */
@@ -184,6 +231,14 @@ static const sh_api_info_t *fetch_info(const sh_api_info_t *codec)
         ready = true;
     }
     return &info;
+}
+
+/* A top-level error: no topics. */
+static void respond_error(sh_request_t *req, sh_err_t err, int32_t session_id)
+{
+    fresp_t r = {(int16_t)err, session_id, NULL};
+    req->info = fetch_info(req->info);
+    sh_request_respond(req, &r);
 }
 
 /* ---------------------------------------------------------------- reads */
@@ -239,7 +294,6 @@ static size_t chunk_take(const uint8_t *data, size_t len, size_t pos, size_t bud
     return end - pos;
 }
 
-/* Read partition fp from an uploaded chunk. Returns bytes added. */
 /* Room for n slices (arrays in the arena, grown only when a look needs
  * more: most partitions return a handful of batches, and a fetch may
  * name thousands of partitions). */
@@ -257,6 +311,7 @@ static bool part_room(fetch_ctx_t *ctx, fpart_t *fp, int n)
     return true;
 }
 
+/* Read partition fp from an uploaded chunk. Returns bytes added. */
 static size_t read_object(fetch_ctx_t *ctx, fpart_t *fp, const sh_plog_read_t *rd, size_t budget,
                           bool min_one)
 {
@@ -303,7 +358,7 @@ static size_t read_object(fetch_ctx_t *ctx, fpart_t *fp, const sh_plog_read_t *r
     }
     const uint8_t *data = fp->chunk->data;
     size_t len = fp->chunk->size, pos = 0;
-    sh_err_t err = sh_segment_chunk_find(data, len, fp->rq->fetch_offset, &pos);
+    sh_err_t err = sh_segment_chunk_find(data, len, fp->rq.fetch_offset, &pos);
     if (err == SH_E_NOTFOUND)
         return 0; /* cannot happen: the chunk holds the offset */
     if (err != SH_OK) {
@@ -328,28 +383,212 @@ static size_t read_object(fetch_ctx_t *ctx, fpart_t *fp, const sh_plog_read_t *r
 
 static sh_plog_t *part_log(fetch_ctx_t *ctx, fpart_t *fp, sh_err_t *err)
 {
-    const sh_fetch_request_fetch_topic_t *rt = &ctx->m->topics[fp->topic];
     sh_rpartition_t *rp = NULL;
     sh_plog_t *log;
     if (ctx->req->api_version >= 13) {
-        if (!sh_registry_find_id(ctx->dp->registry, rt->topic_id)) {
+        if (!sh_registry_find_id(ctx->dp->registry, fp->topic_id)) {
             *err = SH_KERR_UNKNOWN_TOPIC_ID;
             return NULL;
         }
-        log = sh_datapath_partition_id(ctx->dp, rt->topic_id, fp->rq->partition, &rp, err);
+        log = sh_datapath_partition_id(ctx->dp, fp->topic_id, fp->partition, &rp, err);
     } else
-        log = sh_datapath_partition(ctx->dp, rt->topic, fp->rq->partition, &rp, err);
+        log = sh_datapath_partition(ctx->dp, fp->topic, fp->partition, &rp, err);
     if (!log)
         return NULL;
     /* KIP-320: a consumer with an older epoch must refresh metadata; a
      * newer one knows of a leader we are not yet */
-    int32_t want = fp->rq->current_leader_epoch;
+    int32_t want = fp->rq.current_leader_epoch;
     int32_t have = sh_plog_leader_epoch(log);
     if (ctx->req->api_version >= 9 && want >= 0 && want != have) {
         *err = want < have ? SH_KERR_FENCED_LEADER_EPOCH : SH_KERR_UNKNOWN_LEADER_EPOCH;
         return NULL;
     }
     return log;
+}
+
+/* ------------------------------------------------------------ sessions */
+
+static sh_fetch_session_key_t part_key(const fpart_t *fp)
+{
+    return (sh_fetch_session_key_t){fp->topic, fp->topic_id, fp->partition};
+}
+
+/* What the response says of fp, as the session rules see it. */
+static sh_fetch_session_answer_t part_answer(const fpart_t *fp)
+{
+    sh_fetch_session_answer_t a = {sh_err_wire(fp->err), -1, -1, 0};
+    if (!fp->err) {
+        a.high_watermark = fp->hw;
+        a.log_start_offset = fp->log_start;
+        a.records_bytes = fp->bytes;
+    }
+    return a;
+}
+
+/* A full fetch with epoch 0 answered: make its session from every
+ * partition and what it was told. 0 when the cache admits none. */
+static int32_t session_create(fetch_ctx_t *ctx)
+{
+    sh_broker_t *b = ctx->req->broker;
+    if (!b->fetch_sessions || sh_request_is_orphan(ctx->req))
+        return SH_FETCH_SESSION_INVALID_ID; /* nobody would learn its id */
+    sh_fetch_session_t *s = sh_fetch_session_new(ctx->req->api_version >= 13);
+    if (!s)
+        return SH_FETCH_SESSION_INVALID_ID;
+    int32_t id = SH_FETCH_SESSION_INVALID_ID;
+    for (int i = 0; i < ctx->nparts; i++) {
+        fpart_t *fp = &ctx->parts[i];
+        sh_fetch_session_key_t key = part_key(fp);
+        bool added;
+        sh_fetch_session_part_t *p = sh_fetch_session_upsert(NULL, s, &key, &fp->rq, &added);
+        if (!p)
+            goto done;
+        sh_fetch_session_answer_t a = part_answer(fp);
+        p->high_watermark = a.high_watermark;
+        p->log_start_offset = a.log_start_offset;
+    }
+    id = sh_fetch_session_cache_insert(b->fetch_sessions, s,
+                                       sh_loop_now_ms(b->loop));
+    if (id)
+        sh_log(SH_LOG_DEBUG, "fetch", "conn=%llu created fetch session %d with %zu partitions",
+               (unsigned long long)ctx->req->conn_id, id, sh_fetch_session_size(s));
+    else
+        sh_log(SH_LOG_DEBUG, "fetch", "conn=%llu no fetch session for %zu partitions: the "
+               "session cache is full", (unsigned long long)ctx->req->conn_id,
+               sh_fetch_session_size(s));
+done:
+    sh_fetch_session_unref(s);
+    return id;
+}
+
+/* An incremental fetch answered: keep the partitions that must go out
+ * (updating what the session remembers), or answer
+ * INVALID_FETCH_SESSION_EPOCH if another request moved the session on
+ * while this one waited. Returns the top-level error. */
+static sh_err_t session_filter(fetch_ctx_t *ctx)
+{
+    sh_fetch_session_t *s = ctx->session;
+    if (s->epoch != sh_fetch_session_next_epoch(ctx->session_epoch)) {
+        sh_log(SH_LOG_INFO, "fetch", "conn=%llu incremental fetch session %d expected epoch %d, "
+               "but got %d: a duplicate request?", (unsigned long long)ctx->req->conn_id, s->id,
+               sh_fetch_session_next_epoch(ctx->session_epoch), s->epoch);
+        for (int i = 0; i < ctx->nparts; i++)
+            ctx->parts[i].included = false;
+        return SH_KERR_INVALID_FETCH_SESSION_EPOCH;
+    }
+    for (int i = 0; i < ctx->nparts; i++) {
+        fpart_t *fp = &ctx->parts[i];
+        sh_fetch_session_key_t key = part_key(fp);
+        sh_fetch_session_part_t *p = sh_fetch_session_find(s, &key);
+        sh_fetch_session_answer_t a = part_answer(fp);
+        if (!p) { /* emptied by a later request: say what we have */
+            fp->included = true;
+            continue;
+        }
+        fp->included = sh_fetch_session_part_must_respond(p, &a, true);
+        if (fp->included && a.records_bytes > 0)
+            sh_fetch_session_part_rotate(s, p);
+    }
+    return SH_OK;
+}
+
+/* Apply an incremental request to its session: add or update the listed
+ * partitions, then remove the forgotten ones (Kafka's order: a partition
+ * both listed and forgotten ends up forgotten). SH_E_NOMEM when the
+ * session cache's byte bound (or malloc) refused a partition. */
+static sh_err_t session_update(sh_fetch_session_cache_t *c, sh_fetch_session_t *s,
+                               const sh_fetch_request_t *m)
+{
+    for (int32_t t = 0; t < m->topics_count; t++) {
+        const sh_fetch_request_fetch_topic_t *rt = &m->topics[t];
+        for (int32_t i = 0; i < rt->partitions_count; i++) {
+            const sh_fetch_request_fetch_partition_t *rq = &rt->partitions[i];
+            sh_fetch_session_key_t key = {rt->topic, rt->topic_id, rq->partition};
+            sh_fetch_session_params_t params = {rq->fetch_offset, rq->log_start_offset,
+                                                rq->partition_max_bytes,
+                                                rq->current_leader_epoch,
+                                                rq->last_fetched_epoch};
+            bool added;
+            if (!sh_fetch_session_upsert(c, s, &key, &params, &added))
+                return SH_E_NOMEM;
+        }
+    }
+    for (int32_t t = 0; t < m->forgotten_topics_data_count; t++) {
+        const sh_fetch_request_forgotten_topic_t *ft = &m->forgotten_topics_data[t];
+        for (int32_t i = 0; i < ft->partitions_count; i++) {
+            sh_fetch_session_key_t key = {ft->topic, ft->topic_id, ft->partitions[i]};
+            sh_fetch_session_forget(c, s, &key);
+        }
+    }
+    return SH_OK;
+}
+
+/* The parts of a full (or sessionless) fetch: the request's partitions. */
+static bool parts_from_request(fetch_ctx_t *ctx)
+{
+    const sh_fetch_request_t *m = ctx->m;
+    int32_t nt = m->topics_count > 0 ? m->topics_count : 0;
+    for (int32_t t = 0; t < nt; t++)
+        if (m->topics[t].partitions_count > 0)
+            ctx->nparts += m->topics[t].partitions_count;
+    if (ctx->nparts) {
+        ctx->parts = sh_arena_calloc(&ctx->req->arena, (size_t)ctx->nparts, sizeof(*ctx->parts));
+        if (!ctx->parts)
+            return false;
+    }
+    int k = 0;
+    for (int32_t t = 0; t < nt; t++) {
+        const sh_fetch_request_fetch_topic_t *rt = &m->topics[t];
+        for (int32_t i = 0; i < rt->partitions_count; i++, k++) {
+            const sh_fetch_request_fetch_partition_t *rq = &rt->partitions[i];
+            fpart_t *fp = &ctx->parts[k];
+            fp->ctx = ctx;
+            fp->tag = (uintptr_t)t + 1;
+            fp->topic = rt->topic;
+            fp->topic_id = rt->topic_id;
+            fp->partition = rq->partition;
+            fp->rq = (sh_fetch_session_params_t){rq->fetch_offset, rq->log_start_offset,
+                                                 rq->partition_max_bytes,
+                                                 rq->current_leader_epoch,
+                                                 rq->last_fetched_epoch};
+            part_reset(fp);
+        }
+    }
+    return true;
+}
+
+/* The parts of an incremental fetch: a copy of the session's partitions
+ * in session order, so later requests may change the session while this
+ * one waits. */
+static bool parts_from_session(fetch_ctx_t *ctx, const sh_fetch_session_t *s)
+{
+    ctx->nparts = (int)sh_fetch_session_size(s);
+    ctx->parts = sh_arena_calloc(&ctx->req->arena, (size_t)ctx->nparts, sizeof(*ctx->parts));
+    if (!ctx->parts)
+        return false;
+    int k = 0;
+    const sh_fetch_session_topic_t *prev = NULL;
+    sh_slice_t name = SH_SLICE_NULL;
+    for (const sh_fetch_session_part_t *p = sh_fetch_session_first(s); p;
+         p = sh_fetch_session_next(p), k++) {
+        fpart_t *fp = &ctx->parts[k];
+        if (p->topic != prev) {
+            prev = p->topic;
+            char *copy = sh_arena_strndup(&ctx->req->arena, (const char *)p->topic->name.ptr,
+                                          p->topic->name.len);
+            if (!copy)
+                return false;
+            name = (sh_slice_t){(const uint8_t *)copy, p->topic->name.len};
+        }
+        fp->ctx = ctx;
+        fp->tag = (uintptr_t)p->topic;
+        fp->topic = name;
+        fp->topic_id = p->topic->id;
+        fp->partition = p->partition;
+        fp->rq = p->params;
+        part_reset(fp);
+    }
+    return true;
 }
 
 /* ------------------------------------------------------------ lifecycle */
@@ -369,16 +608,37 @@ static void fetch_respond(fetch_ctx_t *ctx)
     sh_request_t *req = ctx->req;
     ctx->done = true;
     fetch_unpark(ctx);
+
+    fresp_t r = {0, SH_FETCH_SESSION_INVALID_ID, ctx};
+    if (ctx->kind == FETCH_INCREMENTAL) {
+        r.error_code = (int16_t)session_filter(ctx);
+        r.session_id = ctx->session->id;
+        sh_fetch_session_unref(ctx->session);
+        ctx->session = NULL;
+    } else {
+        for (int i = 0; i < ctx->nparts; i++)
+            ctx->parts[i].included = true;
+        if (ctx->kind == FETCH_FULL)
+            r.session_id = session_create(ctx);
+    }
+
     bool ok = true;
+    if (ctx->nparts) {
+        ctx->out = sh_arena_alloc(&req->arena, (size_t)ctx->nparts * sizeof(*ctx->out));
+        ok = ctx->out != NULL;
+    }
     for (int i = 0; i < ctx->nparts; i++) {
         fpart_t *fp = &ctx->parts[i];
-        sh_block_t *last = NULL;
-        for (int k = 0; k < fp->nslices && !fp->err; k++) {
-            if (fp->blocks[k] == last)
-                continue;
-            last = fp->blocks[k];
-            if (sh_request_hold(req, last) != SH_OK)
-                ok = false;
+        if (fp->included && ok) {
+            ctx->out[ctx->nout++] = fp;
+            sh_block_t *last = NULL;
+            for (int k = 0; k < fp->nslices && !fp->err; k++) {
+                if (fp->blocks[k] == last)
+                    continue;
+                last = fp->blocks[k];
+                if (sh_request_hold(req, last) != SH_OK)
+                    ok = false;
+            }
         }
         chunk_drop(fp);
     }
@@ -386,7 +646,6 @@ static void fetch_respond(fetch_ctx_t *ctx)
         sh_request_fail(req, "out of memory");
         return;
     }
-    fresp_t r = {0, 0, ctx};
     req->info = fetch_info(req->info);
     sh_request_respond(req, &r);
 }
@@ -456,13 +715,13 @@ static void fetch_eval(fetch_ctx_t *ctx)
         fp->lso = st.high_watermark;
         fp->log_start = st.log_start_offset;
 
-        size_t pmax = fp->rq->partition_max_bytes > 0 ? (size_t)fp->rq->partition_max_bytes : 0;
+        size_t pmax = fp->rq.partition_max_bytes > 0 ? (size_t)fp->rq.partition_max_bytes : 0;
         size_t left = max_bytes > total ? max_bytes - total : 0;
         size_t budget = pmax < left ? pmax : left;
         bool min_one = !have_data;
         sh_plog_slice_t sl[FETCH_MAX_SLICES];
         sh_plog_read_t rd;
-        err = sh_plog_read(log, fp->rq->fetch_offset, budget, min_one, sl, FETCH_MAX_SLICES, &rd);
+        err = sh_plog_read(log, fp->rq.fetch_offset, budget, min_one, sl, FETCH_MAX_SLICES, &rd);
         if (err != SH_OK) {
             fp->err = err;
             any_error = true;
@@ -501,7 +760,8 @@ static void fetch_eval(fetch_ctx_t *ctx)
         fetch_respond(ctx);
         return;
     }
-    /* park until new data, the deadline or shutdown */
+    /* park until new data on any partition (of the session, for an
+     * incremental fetch), the deadline or shutdown */
     for (int i = 0; i < ctx->nparts; i++) {
         fpart_t *fp = &ctx->parts[i];
         sh_err_t err;
@@ -516,6 +776,52 @@ static void fetch_eval(fetch_ctx_t *ctx)
 
 /* ------------------------------------------------------------- handler */
 
+/* Which context the request gets (Kafka's FetchManager.newContext).
+ * SH_OK, or a top-level error to answer with. */
+static sh_err_t fetch_context(sh_broker_t *b, fetch_ctx_t *ctx)
+{
+    const sh_fetch_request_t *m = ctx->m;
+    sh_request_t *req = ctx->req;
+    sh_fetch_session_cache_t *c = b->fetch_sessions;
+    ctx->kind = FETCH_SESSIONLESS;
+    if (req->api_version < 7)
+        return SH_OK;
+    if (m->session_epoch == SH_FETCH_SESSION_INITIAL_EPOCH ||
+        m->session_epoch == SH_FETCH_SESSION_FINAL_EPOCH) {
+        /* a full request closes the session it names */
+        if (m->session_id != SH_FETCH_SESSION_INVALID_ID && c &&
+            sh_fetch_session_cache_remove(c, m->session_id))
+            sh_log(SH_LOG_DEBUG, "fetch", "conn=%llu closed fetch session %d",
+                   (unsigned long long)req->conn_id, m->session_id);
+        if (m->session_epoch == SH_FETCH_SESSION_INITIAL_EPOCH && c)
+            ctx->kind = FETCH_FULL;
+        return SH_OK;
+    }
+    sh_fetch_session_t *s = NULL;
+    sh_err_t err = c ? sh_fetch_session_cache_lookup(c, m->session_id, m->session_epoch,
+                                                     req->api_version >= 13, &s)
+                     : SH_KERR_FETCH_SESSION_ID_NOT_FOUND;
+    if (err) {
+        sh_log(SH_LOG_DEBUG, "fetch", "conn=%llu fetch session %d epoch %d: %s",
+               (unsigned long long)req->conn_id, m->session_id, m->session_epoch,
+               sh_err_str(err));
+        return err;
+    }
+    if (session_update(c, s, m) != SH_OK) {
+        sh_log(SH_LOG_WARN, "fetch", "conn=%llu closed fetch session %d: the session cache is "
+               "out of memory (streamhouse.fetch.session.cache.bytes)",
+               (unsigned long long)req->conn_id, s->id);
+        sh_fetch_session_cache_remove(c, s->id);
+        return SH_KERR_FETCH_SESSION_ID_NOT_FOUND;
+    }
+    if (!sh_fetch_session_cache_advance(c, s, sh_loop_now_ms(b->loop)))
+        return SH_OK; /* emptied and closed: served sessionless */
+    ctx->kind = FETCH_INCREMENTAL;
+    ctx->session = sh_fetch_session_ref(s);
+    ctx->session_epoch = m->session_epoch;
+    return SH_OK;
+}
+
 void sh_api_fetch_handle(sh_broker_t *b, sh_request_t *req)
 {
     const sh_fetch_request_t *m = req->msg;
@@ -528,37 +834,15 @@ void sh_api_fetch_handle(sh_broker_t *b, sh_request_t *req)
     sh_timer_init(&ctx->timer, on_timeout, ctx);
     ctx->waiter.finish = on_stop;
 
-    /* Sessions are declined (see the top of the file). */
-    if (req->api_version >= 7 && (m->session_id != 0 || (m->session_epoch != -1 &&
-                                                          m->session_epoch != 0))) {
-        fresp_t r = {m->session_id != 0 ? SH_KERR_FETCH_SESSION_ID_NOT_FOUND
-                                        : SH_KERR_INVALID_FETCH_SESSION_EPOCH,
-                     0, NULL};
-        req->info = fetch_info(req->info);
-        sh_request_respond(req, &r);
+    sh_err_t err = fetch_context(b, ctx);
+    if (err) {
+        respond_error(req, err, SH_FETCH_SESSION_INVALID_ID);
         return;
     }
-
-    int32_t nt = m->topics_count > 0 ? m->topics_count : 0;
-    for (int32_t t = 0; t < nt; t++)
-        if (m->topics[t].partitions_count > 0)
-            ctx->nparts += m->topics[t].partitions_count;
-    if (ctx->nparts) {
-        ctx->parts = sh_arena_calloc(&req->arena, (size_t)ctx->nparts, sizeof(*ctx->parts));
-        if (!ctx->parts)
-            goto nomem;
-    }
-    int k = 0;
-    for (int32_t t = 0; t < nt; t++) {
-        const sh_fetch_request_fetch_topic_t *rt = &m->topics[t];
-        for (int32_t i = 0; i < rt->partitions_count; i++, k++) {
-            fpart_t *fp = &ctx->parts[k];
-            fp->ctx = ctx;
-            fp->topic = t;
-            fp->rq = &rt->partitions[i];
-            part_reset(fp);
-        }
-    }
+    bool ok = ctx->kind == FETCH_INCREMENTAL ? parts_from_session(ctx, ctx->session)
+                                             : parts_from_request(ctx);
+    if (!ok)
+        goto nomem;
     int64_t wait = m->max_wait_ms > 0 ? m->max_wait_ms : 0;
     ctx->deadline = req->received_ms + wait;
     if (!ctx->dp) {
@@ -570,5 +854,9 @@ void sh_api_fetch_handle(sh_broker_t *b, sh_request_t *req)
     fetch_eval(ctx);
     return;
 nomem:
+    if (ctx && ctx->session) {
+        sh_fetch_session_unref(ctx->session);
+        ctx->session = NULL;
+    }
     sh_request_fail(req, "out of memory");
 }
