@@ -497,8 +497,9 @@ static sh_err_t session_filter(fetch_ctx_t *ctx)
  * both listed and forgotten ends up forgotten). SH_E_NOMEM when the
  * session cache's byte bound (or malloc) refused a partition. */
 static sh_err_t session_update(sh_fetch_session_cache_t *c, sh_fetch_session_t *s,
-                               const sh_fetch_request_t *m)
+                               const sh_fetch_request_t *m, int counts[3])
 {
+    counts[0] = counts[1] = counts[2] = 0; /* added, updated, removed */
     for (int32_t t = 0; t < m->topics_count; t++) {
         const sh_fetch_request_fetch_topic_t *rt = &m->topics[t];
         for (int32_t i = 0; i < rt->partitions_count; i++) {
@@ -511,13 +512,14 @@ static sh_err_t session_update(sh_fetch_session_cache_t *c, sh_fetch_session_t *
             bool added;
             if (!sh_fetch_session_upsert(c, s, &key, &params, &added))
                 return SH_E_NOMEM;
+            counts[added ? 0 : 1]++;
         }
     }
     for (int32_t t = 0; t < m->forgotten_topics_data_count; t++) {
         const sh_fetch_request_forgotten_topic_t *ft = &m->forgotten_topics_data[t];
         for (int32_t i = 0; i < ft->partitions_count; i++) {
             sh_fetch_session_key_t key = {ft->topic, ft->topic_id, ft->partitions[i]};
-            sh_fetch_session_forget(c, s, &key);
+            counts[2] += sh_fetch_session_forget(c, s, &key);
         }
     }
     return SH_OK;
@@ -807,15 +809,23 @@ static sh_err_t fetch_context(sh_broker_t *b, fetch_ctx_t *ctx)
                sh_err_str(err));
         return err;
     }
-    if (session_update(c, s, m) != SH_OK) {
+    int counts[3];
+    if (session_update(c, s, m, counts) != SH_OK) {
         sh_log(SH_LOG_WARN, "fetch", "conn=%llu closed fetch session %d: the session cache is "
                "out of memory (streamhouse.fetch.session.cache.bytes)",
                (unsigned long long)req->conn_id, s->id);
         sh_fetch_session_cache_remove(c, s->id);
         return SH_KERR_FETCH_SESSION_ID_NOT_FOUND;
     }
-    if (!sh_fetch_session_cache_advance(c, s, sh_loop_now_ms(b->loop)))
+    int32_t id = s->id;
+    if (!sh_fetch_session_cache_advance(c, s, sh_loop_now_ms(b->loop))) {
+        sh_log(SH_LOG_DEBUG, "fetch", "conn=%llu closed fetch session %d: its last partition "
+               "was forgotten", (unsigned long long)req->conn_id, id);
         return SH_OK; /* emptied and closed: served sessionless */
+    }
+    sh_log(SH_LOG_DEBUG, "fetch", "conn=%llu incremental fetch session %d epoch %d: %d added, "
+           "%d updated, %d removed, %zu partitions", (unsigned long long)req->conn_id, id,
+           m->session_epoch, counts[0], counts[1], counts[2], sh_fetch_session_size(s));
     ctx->kind = FETCH_INCREMENTAL;
     ctx->session = sh_fetch_session_ref(s);
     ctx->session_epoch = m->session_epoch;
