@@ -39,8 +39,6 @@
 #define DEFAULT_INTERVAL_MS 300000
 #define DEFAULT_SWEEP_BATCH 1000
 
-typedef enum { JOB_TRIM, JOB_ADVANCE, JOB_LIST, JOB_FORGET } job_kind_t;
-
 typedef struct item {
     sh_plog_t *plog;             /* referenced */
     int64_t retention_ms, retention_bytes;
@@ -53,7 +51,6 @@ struct job {
     sh_meta_op_t op;             /* first: the metadata worker hands it back */
     sh_retention_t *rt;          /* NULL once orphaned */
     job_t *prev, *next;          /* rt->jobs */
-    job_kind_t kind;
 
     /* TRIM and ADVANCE */
     sh_plog_t *plog;             /* referenced */
@@ -93,13 +90,12 @@ static void pass_step(sh_retention_t *rt);
 
 /* ----------------------------------------------------------------- jobs */
 
-static job_t *job_new(sh_retention_t *rt, job_kind_t kind)
+static job_t *job_new(sh_retention_t *rt)
 {
     job_t *j = calloc(1, sizeof(*j));
     if (!j)
         return NULL;
     j->rt = rt;
-    j->kind = kind;
     j->next = rt->jobs;
     if (rt->jobs)
         rt->jobs->prev = j;
@@ -183,7 +179,6 @@ static sh_err_t trim_run(sh_meta_t *m, sh_meta_op_t *op)
 static sh_err_t advance_run(sh_meta_t *m, sh_meta_op_t *op)
 {
     job_t *j = (job_t *)op;
-    j->offset = j->offset < 0 ? 0 : j->offset;
     sh_arena_t a;
     sh_arena_init(&a, 4096);
     sh_meta_object_t *freed = NULL;
@@ -360,7 +355,6 @@ static void deleted(void *arg, const sh_objstore_result_t *res)
     }
     j->op.run = forget_run;
     j->op.done = forget_done;
-    j->kind = JOB_FORGET;
     if (sh_meta_submit(rt->o.meta, &j->op) != SH_OK) {
         job_free(j);
         pass_end(rt);
@@ -403,7 +397,6 @@ static void list_done(sh_meta_op_t *op)
 static void sweep_list(sh_retention_t *rt, job_t *j)
 {
     memset(&j->op, 0, sizeof(j->op));
-    j->kind = JOB_LIST;
     j->limit = rt->o.sweep_batch;
     j->op.run = list_run;
     j->op.done = list_done;
@@ -440,7 +433,7 @@ static void pass_step(sh_retention_t *rt)
         item_t *it = &rt->items[rt->next_item++];
         if (sh_plog_error(it->plog))
             continue; /* closed or fenced meanwhile */
-        job_t *j = job_new(rt, JOB_TRIM);
+        job_t *j = job_new(rt);
         if (!j) {
             rt->st.failures++;
             continue;
@@ -461,7 +454,7 @@ static void pass_step(sh_retention_t *rt)
     }
     items_release(rt);
     rt->sweep_due = false;
-    job_t *j = job_new(rt, JOB_LIST);
+    job_t *j = job_new(rt);
     if (!j) {
         rt->st.failures++;
         pass_end(rt);
@@ -595,7 +588,7 @@ sh_err_t sh_retention_advance_start(sh_retention_t *rt, sh_plog_t *p, int64_t of
     sh_err_t err = sh_plog_error(p);
     if (err)
         return err;
-    job_t *j = job_new(rt, JOB_ADVANCE);
+    job_t *j = job_new(rt);
     if (!j)
         return SH_E_NOMEM;
     sh_plog_ref(p);
