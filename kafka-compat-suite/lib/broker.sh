@@ -109,7 +109,12 @@ sh_broker_start() {
         local args=("$config"
             --override "listeners=PLAINTEXT://127.0.0.1:$port"
             --override "log.dirs=$BROKER_DATA"
-            --override "node.id=$BROKER_ID")
+            --override "node.id=$BROKER_ID"
+            # Many scenarios stamp records with fixed 2023 timestamps so runs
+            # are reproducible; the default 7-day time retention would delete
+            # their uploaded chunks on its first pass (30 s after start) on a
+            # slow machine. Retention scenarios set retention per topic.
+            --override "log.retention.ms=-1")
         # shellcheck disable=SC2086 # COMPAT_OVERRIDES is a word list on purpose
         for kv in ${COMPAT_OVERRIDES:-} "$@"; do
             args+=(--override "$kv")
