@@ -587,18 +587,25 @@ static int32_t cache_new_id(sh_fetch_session_cache_t *c)
 int32_t sh_fetch_session_cache_insert(sh_fetch_session_cache_t *c, sh_fetch_session_t *s,
                                       int64_t now)
 {
-    if (!s || s->cached)
+    if (!s || s->cached || (int64_t)s->bytes > c->cfg.max_bytes)
         return SH_FETCH_SESSION_INVALID_ID;
     if (!((int64_t)c->count < c->cfg.max_slots || cache_try_evict(c, s->nparts, now)))
         return SH_FETCH_SESSION_INVALID_ID;
-    /* the byte bound (not Kafka's): only sessions idle past eviction_ms
-     * give way to a new one */
-    while (c->bytes + (int64_t)s->bytes > c->cfg.max_bytes) {
-        sh_fetch_session_t *first = c->lru_head;
-        if (!first || now - first->last_used_ms <= c->cfg.eviction_ms)
+    /* The byte bound (not Kafka's): only sessions idle past eviction_ms
+     * give way, and none does unless together they make room. They are
+     * the head of the LRU list. */
+    int64_t need = c->bytes + (int64_t)s->bytes - c->cfg.max_bytes;
+    if (need > 0) {
+        int64_t stale = 0;
+        for (sh_fetch_session_t *o = c->lru_head;
+             o && stale < need && now - o->last_used_ms > c->cfg.eviction_ms; o = o->lru_next)
+            stale += (int64_t)o->bytes;
+        if (stale < need)
             return SH_FETCH_SESSION_INVALID_ID;
-        cache_remove(c, first);
-        c->evictions++;
+        while (c->bytes + (int64_t)s->bytes > c->cfg.max_bytes) {
+            cache_remove(c, c->lru_head);
+            c->evictions++;
+        }
     }
     s->id = cache_new_id(c);
     s->epoch = sh_fetch_session_next_epoch(SH_FETCH_SESSION_INITIAL_EPOCH);

@@ -465,11 +465,50 @@ static void test_byte_bound(void **state)
     assert_true(sh_fetch_session_forget(c, s, &k));
     assert_int_equal(sh_fetch_session_cache_bytes(c), four);
 
+    /* a session bigger than the bound evicts nothing, even idle ones */
+    sh_fetch_session_t *huge = sh_fetch_session_new(false);
+    for (int i = 0; i < 64; i++)
+        add(NULL, huge, "t", i, 0);
+    assert_int_equal(sh_fetch_session_cache_insert(c, huge, 1000), 0);
+    sh_fetch_session_unref(huge);
+    assert_non_null(sh_fetch_session_cache_find(c, id));
+    assert_int_equal(sh_fetch_session_cache_evictions(c), 0);
+
     /* once idle past eviction_ms, it gives way */
     int32_t id2 = insert_n(c, 1, 101);
     assert_true(id2 > 0);
     assert_null(sh_fetch_session_cache_find(c, id));
     assert_int_equal(sh_fetch_session_cache_bytes(c), one);
+    sh_fetch_session_cache_free(c);
+}
+
+/* Idle sessions are evicted for bytes only if together they make room. */
+static void test_byte_bound_useless_eviction(void **state)
+{
+    (void)state;
+    sh_fetch_session_t *probe = sh_fetch_session_new(false);
+    add(NULL, probe, "t", 0, 0);
+    int64_t one = (int64_t)probe->bytes;
+    add(NULL, probe, "t", 1, 0);
+    int64_t two = (int64_t)probe->bytes;
+    sh_fetch_session_unref(probe);
+    assert_true(two - one > 50);
+    sh_fetch_session_config_t cfg = {10, 100, 2 * one + 50, 3};
+    sh_fetch_session_cache_t *c = sh_fetch_session_cache_new(&cfg);
+    int32_t s1 = insert_n(c, 1, 0), s2 = insert_n(c, 1, 0);
+    assert_true(s1 > 0 && s2 > 0);
+    sh_fetch_session_t *got;
+    assert_int_equal(sh_fetch_session_cache_lookup(c, s2, 1, false, &got), SH_OK);
+    assert_true(sh_fetch_session_cache_advance(c, got, 150));
+    /* only s1 is idle, and its bytes are not enough for two partitions */
+    assert_int_equal(insert_n(c, 2, 160), 0);
+    assert_non_null(sh_fetch_session_cache_find(c, s1));
+    assert_int_equal(sh_fetch_session_cache_evictions(c), 0);
+    /* enough for one */
+    assert_true(insert_n(c, 1, 160) > 0);
+    assert_null(sh_fetch_session_cache_find(c, s1));
+    assert_non_null(sh_fetch_session_cache_find(c, s2));
+    assert_int_equal(sh_fetch_session_cache_evictions(c), 1);
     sh_fetch_session_cache_free(c);
 }
 
@@ -597,6 +636,7 @@ int main(void)
         cmocka_unit_test(test_evict_smaller),
         cmocka_unit_test(test_no_slots),
         cmocka_unit_test(test_byte_bound),
+        cmocka_unit_test(test_byte_bound_useless_eviction),
         cmocka_unit_test(test_refs_outlive_cache),
         cmocka_unit_test(test_ids_unique),
         cmocka_unit_test(test_random_model),
