@@ -56,10 +56,11 @@
  *    incremental request that would pass it closes its session and gets
  *    FETCH_SESSION_ID_NOT_FOUND; a fetch whose connection closed while it
  *    waited creates no session.
- *  - order: partitions are answered in request order (incremental: session
- *    order), each request topic entry as one response topic entry (Kafka
- *    merges adjacent entries of one topic and moves partitions of unknown
- *    topics to the end; clients match by name or id, not by position).
+ *  - order: partitions are answered in request order, each request topic
+ *    entry as one response topic entry (Kafka merges adjacent entries of
+ *    one topic and moves partitions of unknown topics to the end; clients
+ *    match by name or id, not by position); incremental answers follow
+ *    session order, adjacent partitions of a topic in one entry, as Kafka.
  *  - replica_id (replica_state from v15) is ignored: there are no
  *    followers.
  *
