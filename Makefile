@@ -165,9 +165,9 @@ test: deps-test
 	$(MAKE) unit-s3
 	$(MAKE) asan
 	$(MAKE) fuzz
+	$(MAKE) bench-smoke
 	$(MAKE) compat
 	$(MAKE) compat-prod
-	$(MAKE) compat-pg
 
 gen:
 	$(PYTHON) protocol/gen/shgen.py protocol/spec protocol/generated
