@@ -42,6 +42,7 @@
 #include "common/sh_clock.h"
 #include "common/sh_log.h"
 #include "protocol/sh_proto.h"
+#include "test_broker_util.h"
 
 #define PORT_LO 19092
 #define PORT_HI 19149
@@ -49,64 +50,22 @@
 
 /* ------------------------------------------------------ test broker */
 
-typedef struct {
-    sh_config_t cfg;
-    sh_broker_t *b;
-    pthread_t th;
-    int port;
-    char dir[64];
-    sh_err_t run_err;
-} tb_t;
-
-static void *tb_thread(void *arg)
-{
-    tb_t *t = arg;
-    t->run_err = sh_broker_run(t->b);
-    return NULL;
-}
+typedef tbu_broker_t tb_t;
 
 typedef void (*tb_tweak_fn)(sh_broker_t *b);
 
 static void tb_start_with(tb_t *t, const char *const *overrides, const sh_api_entry_t *table,
                           size_t ntable, tb_tweak_fn tweak, bool signals)
 {
-    char err[512], kv[128];
-    static int next_port = PORT_LO;
-    memset(t, 0, sizeof(*t));
-    strcpy(t->dir, "/tmp/sh-test-broker-XXXXXX");
-    assert_non_null(mkdtemp(t->dir));
-    for (int attempt = 0; attempt <= PORT_HI - PORT_LO; attempt++) {
-        int port = next_port;
-        next_port = next_port == PORT_HI ? PORT_LO : next_port + 1;
-        assert_int_equal(sh_config_init(&t->cfg), SH_OK);
-        snprintf(kv, sizeof(kv), "log.dirs=%s", t->dir);
-        assert_int_equal(sh_config_set_override(&t->cfg, kv, err, sizeof(err)), SH_OK);
-        snprintf(kv, sizeof(kv), "listeners=PLAINTEXT://127.0.0.1:%d", port);
-        assert_int_equal(sh_config_set_override(&t->cfg, kv, err, sizeof(err)), SH_OK);
-        for (int i = 0; overrides && overrides[i]; i++)
-            assert_int_equal(sh_config_set_override(&t->cfg, overrides[i], err, sizeof(err)),
-                             SH_OK);
-        assert_int_equal(sh_config_finalize(&t->cfg, err, sizeof(err)), SH_OK);
-        t->b = sh_broker_new(&t->cfg);
-        assert_non_null(t->b);
-        if (sh_broker_listen(t->b) == SH_OK) {
-            t->port = sh_broker_port(t->b, 0);
-            assert_int_equal(t->port, port);
-            break;
-        }
-        /* port taken by someone else: try the next one */
-        sh_broker_free(t->b);
-        t->b = NULL;
-        sh_config_fini(&t->cfg);
-    }
-    assert_non_null(t->b);
+    char dir[64];
+    tbu_listen(t, tbu_mkdtemp(dir, sizeof(dir), "broker"), PORT_LO, PORT_HI, NULL, overrides);
     if (table)
         assert_int_equal(sh_broker_set_dispatch(t->b, table, ntable), SH_OK);
     if (tweak)
         tweak(t->b);
     if (signals)
         assert_int_equal(sh_broker_handle_signals(t->b), SH_OK);
-    assert_int_equal(pthread_create(&t->th, NULL, tb_thread, t), 0);
+    tbu_run(t);
 }
 
 static void tb_start(tb_t *t, const char *const *overrides)
@@ -116,15 +75,7 @@ static void tb_start(tb_t *t, const char *const *overrides)
 
 static void tb_join(tb_t *t)
 {
-    pthread_join(t->th, NULL);
-}
-
-static int tb_rm_one(const char *p, const struct stat *sb, int type, struct FTW *f)
-{
-    (void)sb;
-    (void)type;
-    (void)f;
-    return remove(p);
+    tbu_join(t);
 }
 
 /* A test broker's data directory: meta.properties, the embedded metadata
@@ -132,7 +83,7 @@ static int tb_rm_one(const char *p, const struct stat *sb, int type, struct FTW 
  * the whole tree, which the test created with mkdtemp. */
 static void tb_rmdir(const char *dir)
 {
-    nftw(dir, tb_rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    tbu_rmrf(dir);
 }
 
 static void tb_free(tb_t *t)
@@ -172,34 +123,12 @@ static void quiet_end(void)
 
 static void cl_connect_fd(int fd, int port)
 {
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    struct timeval tv = {.tv_sec = CLIENT_TIMEOUT_S};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    tbu_connect_fd(fd, port, CLIENT_TIMEOUT_S);
 }
 
 static int cl_connect(int port)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(fd >= 0);
-    cl_connect_fd(fd, port);
-    return fd;
-}
-
-static void cl_send(int fd, const void *p, size_t n)
-{
-    const uint8_t *b = p;
-    while (n > 0) {
-        ssize_t w = send(fd, b, n, MSG_NOSIGNAL);
-        if (w < 0 && errno == EINTR)
-            continue;
-        assert_true(w > 0);
-        b += w;
-        n -= (size_t)w;
-    }
+    return tbu_connect_timeout(port, CLIENT_TIMEOUT_S);
 }
 
 /* Append one request frame to w. */
@@ -224,7 +153,7 @@ static void cl_send_writer(int fd, sh_writer_t *w)
 {
     assert_int_equal(w->err, 0);
     assert_int_equal(w->nrefs, 0);
-    cl_send(fd, w->buf, w->len);
+    tbu_send(fd, w->buf, w->len);
 }
 
 static void send_request(int fd, int16_t key, int16_t ver, int32_t corr, const void *body)
@@ -234,39 +163,6 @@ static void send_request(int fd, int16_t key, int16_t ver, int32_t corr, const v
     build_request(&w, key, ver, corr, body);
     cl_send_writer(fd, &w);
     sh_writer_fini(&w);
-}
-
-static bool read_full(int fd, void *p, size_t n)
-{
-    uint8_t *b = p;
-    while (n > 0) {
-        ssize_t r = recv(fd, b, n, 0);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            return false;
-        b += r;
-        n -= (size_t)r;
-    }
-    return true;
-}
-
-/* One response frame (malloc'd), or NULL on EOF / reset / timeout. */
-static uint8_t *read_frame(int fd, size_t *len)
-{
-    uint8_t hdr[4];
-    if (!read_full(fd, hdr, 4))
-        return NULL;
-    uint32_t n = sh_load_be32(hdr);
-    assert_true(n >= 4 && n < (64u << 20));
-    uint8_t *buf = malloc(n);
-    assert_non_null(buf);
-    if (!read_full(fd, buf, n)) {
-        free(buf);
-        return NULL;
-    }
-    *len = n;
-    return buf;
 }
 
 /* True when the broker closed the connection (EOF or reset) within the
@@ -297,7 +193,7 @@ typedef struct {
 static bool read_response(int fd, int16_t key, int16_t ver, resp_t *out)
 {
     size_t len;
-    out->frame = read_frame(fd, &len);
+    out->frame = tbu_read_frame(fd, &len);
     if (!out->frame)
         return false;
     sh_reader_init(&out->r, out->frame, len);
@@ -690,7 +586,7 @@ static void test_split_frames(void **state)
     for (int i = 0; i < 3; i++)
         build_request(&w, 18, 0, 50 + i, NULL);
     for (size_t off = 0; off < w.len; off++) {
-        cl_send(fd, w.buf + off, 1);
+        tbu_send(fd, w.buf + off, 1);
         if (off % 7 == 0)
             usleep(200);
     }
@@ -1009,7 +905,7 @@ static void test_oversize_refused_before_body(void **state)
         int fd = cl_connect(t.port);
         uint8_t hdr[4];
         put_be32(hdr, sizes[i]);
-        cl_send(fd, hdr, 4);
+        tbu_send(fd, hdr, 4);
         if (!closed_by_broker(fd))
             fail_msg("size %u: connection not closed", sizes[i]);
         close(fd);
@@ -1061,7 +957,7 @@ static void test_malformed_header_isolated(void **state)
     } bad[] = {{bad1, sizeof(bad1)}, {bad2, sizeof(bad2)}, {bad3, sizeof(bad3)}};
     for (size_t i = 0; i < 3; i++) {
         int fd = cl_connect(t.port);
-        cl_send(fd, bad[i].p, bad[i].n);
+        tbu_send(fd, bad[i].p, bad[i].n);
         if (!closed_by_broker(fd))
             fail_msg("malformed header %zu: connection not closed", i);
         close(fd);
@@ -1119,7 +1015,7 @@ static void test_unsupported_api_and_version(void **state)
         sh_store_be16(f + 6, (uint16_t)cases[i].ver);
         sh_store_be32(f + 8, 42);
         sh_store_be16(f + 12, 0xffff); /* null client id */
-        cl_send(fd, f, sizeof(f));
+        tbu_send(fd, f, sizeof(f));
         if (!closed_by_broker(fd))
             fail_msg("key %d v%d: connection not closed", cases[i].key, cases[i].ver);
         close(fd);

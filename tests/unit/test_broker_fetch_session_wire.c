@@ -23,210 +23,47 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <ftw.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "broker/sh_broker.h"
-#include "common/sh_clock.h"
-#include "common/sh_endian.h"
-#include "meta/sh_meta.h"
-#include "protocol/sh_proto.h"
 #include "protocol/sh_record_batch.h"
+#include "test_broker_util.h"
 
 #define PORT_LO 19700
 #define PORT_HI 19749
 
 /* ------------------------------------------------------------ broker */
 
-typedef struct tb {
-    sh_config_t cfg;
-    sh_broker_t *b;
-    pthread_t th;
-    int port;
-} tb_t;
+typedef tbu_broker_t tb_t;
 
-static void *tb_thread(void *arg)
-{
-    tb_t *t = arg;
-    sh_broker_run(t->b);
-    return NULL;
-}
+static const char *const tb_defaults[] = {"streamhouse.wal.segment.bytes=1048576", NULL};
 
 static void tb_start(tb_t *t, const char *dir, const char *const *overrides)
 {
-    static int next_port = PORT_LO;
-    char err[512], kv[160];
-    memset(t, 0, sizeof(*t));
-    for (int attempt = 0; attempt <= PORT_HI - PORT_LO; attempt++) {
-        int port = next_port;
-        next_port = next_port == PORT_HI ? PORT_LO : next_port + 1;
-        assert_int_equal(sh_config_init(&t->cfg), SH_OK);
-        snprintf(kv, sizeof(kv), "log.dirs=%s", dir);
-        assert_int_equal(sh_config_set_override(&t->cfg, kv, err, sizeof(err)), SH_OK);
-        snprintf(kv, sizeof(kv), "listeners=PLAINTEXT://127.0.0.1:%d", port);
-        assert_int_equal(sh_config_set_override(&t->cfg, kv, err, sizeof(err)), SH_OK);
-        assert_int_equal(sh_config_set_override(&t->cfg, "streamhouse.wal.segment.bytes=1048576",
-                                                err, sizeof(err)), SH_OK);
-        for (int i = 0; overrides && overrides[i]; i++)
-            assert_int_equal(sh_config_set_override(&t->cfg, overrides[i], err, sizeof(err)),
-                             SH_OK);
-        assert_int_equal(sh_config_finalize(&t->cfg, err, sizeof(err)), SH_OK);
-        t->b = sh_broker_new(&t->cfg);
-        assert_non_null(t->b);
-        if (sh_broker_listen(t->b) == SH_OK) {
-            t->port = sh_broker_port(t->b, 0);
-            break;
-        }
-        sh_broker_free(t->b);
-        t->b = NULL;
-        sh_config_fini(&t->cfg);
-    }
-    assert_non_null(t->b);
-    assert_int_equal(pthread_create(&t->th, NULL, tb_thread, t), 0);
+    tbu_listen(t, dir, PORT_LO, PORT_HI, tb_defaults, overrides);
+    tbu_run(t);
 }
 
 static void tb_stop(tb_t *t)
 {
-    sh_broker_stop(t->b);
-    pthread_join(t->th, NULL);
-    sh_broker_free(t->b);
-    sh_config_fini(&t->cfg);
-}
-
-static int rm_one(const char *p, const struct stat *sb, int type, struct FTW *f)
-{
-    (void)sb;
-    (void)type;
-    (void)f;
-    return remove(p);
+    tbu_stop(t);
 }
 
 static char *mkdir_tmp(void)
 {
     static char buf[64];
-    strcpy(buf, "/tmp/sh-test-fsess-XXXXXX");
-    assert_non_null(mkdtemp(buf));
-    return buf;
-}
-
-static void rm_tmp(const char *dir)
-{
-    nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-static void mk_topic(const char *dir, const char *name, int32_t partitions)
-{
-    char url[128];
-    sh_meta_t *m;
-    snprintf(url, sizeof(url), "sqlite://%s/meta.db", dir);
-    assert_int_equal(sh_meta_open(url, &m), SH_OK);
-    sh_uuid_t id;
-    assert_int_equal(sh_meta_topic_create(m, name, partitions, NULL, 0, sh_clock_wall_ms(), &id),
-                     SH_OK);
-    sh_meta_close(m);
+    return tbu_mkdtemp(buf, sizeof(buf), "fsess");
 }
 
 /* ------------------------------------------------------------ client */
 
-static int cl_connect(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(fd >= 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    struct timeval tv = {.tv_sec = 10};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    return fd;
-}
-
 static void send_request(int fd, int16_t key, int16_t ver, int32_t corr, const void *body)
 {
-    sh_writer_t w;
-    sh_writer_init(&w);
-    sh_request_header_t h;
-    sh_request_header_init(&h);
-    h.request_api_key = key;
-    h.request_api_version = ver;
-    h.correlation_id = corr;
-    h.client_id = sh_slice_str("test-fetch-session");
-    sh_wire_put_i32(&w, 0);
-    sh_request_header_encode(&w, sh_request_header_version(key, ver), &h);
-    sh_api_info(key)->request_encode(&w, ver, body);
-    assert_int_equal(w.err, 0);
-    size_t n = sh_writer_size(&w);
-    uint8_t *flat = malloc(n);
-    sh_writer_flatten(&w, flat);
-    sh_store_be32(flat, (uint32_t)(n - 4));
-    const uint8_t *b = flat;
-    while (n > 0) {
-        ssize_t k = send(fd, b, n, MSG_NOSIGNAL);
-        if (k < 0 && errno == EINTR)
-            continue;
-        assert_true(k > 0);
-        b += k;
-        n -= (size_t)k;
-    }
-    free(flat);
-    sh_writer_fini(&w);
-}
-
-static bool read_full(int fd, void *p, size_t n)
-{
-    uint8_t *b = p;
-    while (n > 0) {
-        ssize_t r = recv(fd, b, n, 0);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            return false;
-        b += r;
-        n -= (size_t)r;
-    }
-    return true;
-}
-
-typedef struct resp {
-    uint8_t *frame;
-    sh_reader_t r;
-    sh_arena_t arena;
-    void *body;
-} resp_t;
-
-static void *recv_response(int fd, int16_t key, int16_t ver, int32_t corr, resp_t *out)
-{
-    uint8_t hdr[4];
-    assert_true(read_full(fd, hdr, 4));
-    uint32_t n = sh_load_be32(hdr);
-    out->frame = malloc(n);
-    assert_true(read_full(fd, out->frame, n));
-    sh_reader_init(&out->r, out->frame, n);
-    assert_int_equal(sh_wire_get_i32(&out->r), corr);
-    if (sh_response_header_version(key, ver) >= 1)
-        sh_wire_skip_tagged_fields(&out->r);
-    sh_arena_init(&out->arena, 4096);
-    const sh_api_info_t *ai = sh_api_info(key);
-    out->body = sh_arena_calloc(&out->arena, 1, ai->response_size);
-    assert_int_equal(ai->response_decode(&out->r, &out->arena, ver, out->body), SH_OK);
-    assert_int_equal(sh_reader_remaining(&out->r), 0);
-    return out->body;
-}
-
-static void resp_free(resp_t *r)
-{
-    free(r->frame);
-    sh_arena_fini(&r->arena);
+    tbu_send_request(fd, "test-fetch-session", key, ver, corr, body);
 }
 
 /* Produce one batch of n records (acks=-1, v9); returns its base offset. */
@@ -264,14 +101,14 @@ static int64_t produce(int fd, const char *topic, int32_t part, int n)
     req.topic_data = &td;
     req.topic_data_count = 1;
     send_request(fd, 0, 9, ++corr, &req);
-    resp_t rs;
-    const sh_produce_response_t *r = recv_response(fd, 0, 9, corr, &rs);
+    tbu_resp_t rs;
+    const sh_produce_response_t *r = tbu_recv_response(fd, 0, 9, corr, &rs);
     assert_int_equal(r->responses_count, 1);
     const sh_produce_response_partition_produce_response_t *p =
         &r->responses[0].partition_responses[0];
     assert_int_equal(p->error_code, 0);
     int64_t base = p->base_offset;
-    resp_free(&rs);
+    tbu_resp_free(&rs);
     sh_outbuf_fini(&ob);
     return base;
 }
@@ -286,12 +123,12 @@ static sh_uuid_t topic_id_of(int fd, const char *topic)
     req.topics = &t;
     req.topics_count = 1;
     send_request(fd, 3, 12, 4242, &req);
-    resp_t rs;
-    const sh_metadata_response_t *r = recv_response(fd, 3, 12, 4242, &rs);
+    tbu_resp_t rs;
+    const sh_metadata_response_t *r = tbu_recv_response(fd, 3, 12, 4242, &rs);
     assert_int_equal(r->topics_count, 1);
     assert_int_equal(r->topics[0].error_code, 0);
     sh_uuid_t id = r->topics[0].topic_id;
-    resp_free(&rs);
+    tbu_resp_free(&rs);
     return id;
 }
 
@@ -423,10 +260,10 @@ static fres_t fetch(int fd, const fq_t *q, int32_t known)
 {
     static int32_t corr = 5000;
     fq_send(fd, q, ++corr);
-    resp_t rs;
-    const sh_fetch_response_t *r = recv_response(fd, 1, q->ver, corr, &rs);
+    tbu_resp_t rs;
+    const sh_fetch_response_t *r = tbu_recv_response(fd, 1, q->ver, corr, &rs);
     fres_t out = describe(r, q->ver, known);
-    resp_free(&rs);
+    tbu_resp_free(&rs);
     return out;
 }
 
@@ -437,7 +274,7 @@ static const sh_uuid_t NO_ID = {{0}};
 /* The whole life of a session by topic name at one version. */
 static void walk(int port, int16_t ver, const char *topic)
 {
-    int fd = cl_connect(port), fd2 = cl_connect(port);
+    int fd = tbu_connect(port), fd2 = tbu_connect(port);
     for (int p = 0; p < 3; p++)
         assert_int_equal(produce(fd2, topic, p, 3), 0);
     char want[512];
@@ -472,10 +309,10 @@ static void walk(int port, int16_t ver, const char *topic)
     fq_send(fd, &q, 77);
     usleep(20000);
     assert_int_equal(produce(fd2, topic, 2, 1), 3);
-    resp_t rs;
-    const sh_fetch_response_t *fr = recv_response(fd, 1, ver, 77, &rs);
+    tbu_resp_t rs;
+    const sh_fetch_response_t *fr = tbu_recv_response(fd, 1, ver, 77, &rs);
     r = describe(fr, ver, sid);
-    resp_free(&rs);
+    tbu_resp_free(&rs);
     snprintf(want, sizeof(want), "err=0 sid=same | %s-2 hw=4 rec@3", topic);
     assert_string_equal(r.text, want);
 
@@ -562,24 +399,24 @@ static void test_session_walk(void **state)
 {
     (void)state;
     char *dir = mkdir_tmp();
-    mk_topic(dir, "walk7", 3);
-    mk_topic(dir, "walk12", 3);
+    tbu_mk_topic(dir, "walk7", 3, NULL, 0);
+    tbu_mk_topic(dir, "walk12", 3, NULL, 0);
     tb_t t;
     tb_start(&t, dir, NULL);
     walk(t.port, 7, "walk7");
     walk(t.port, 12, "walk12");
     tb_stop(&t);
-    rm_tmp(dir);
+    tbu_rmrf(dir);
 }
 
 static void test_session_topic_ids(void **state)
 {
     (void)state;
     char *dir = mkdir_tmp();
-    mk_topic(dir, "ids", 2);
+    tbu_mk_topic(dir, "ids", 2, NULL, 0);
     tb_t t;
     tb_start(&t, dir, NULL);
-    int fd = cl_connect(t.port);
+    int fd = tbu_connect(t.port);
     sh_uuid_t id = topic_id_of(fd, "ids");
     char name[8], want[256];
     snprintf(name, sizeof(name), "id%02x", id.b[0]);
@@ -625,17 +462,17 @@ static void test_session_topic_ids(void **state)
     }
     close(fd);
     tb_stop(&t);
-    rm_tmp(dir);
+    tbu_rmrf(dir);
 }
 
 static void test_session_rotation(void **state)
 {
     (void)state;
     char *dir = mkdir_tmp();
-    mk_topic(dir, "rot", 2);
+    tbu_mk_topic(dir, "rot", 2, NULL, 0);
     tb_t t;
     tb_start(&t, dir, NULL);
-    int fd = cl_connect(t.port);
+    int fd = tbu_connect(t.port);
     fq_t q = fq_new(12, "rot", NO_ID, 0, 0);
     q.min_bytes = 0;
     fq_add(&q, 0, 0);
@@ -659,7 +496,7 @@ static void test_session_rotation(void **state)
                         "err=0 sid=same | rot-1 hw=1 rec@0, rot-0 hw=2");
     close(fd);
     tb_stop(&t);
-    rm_tmp(dir);
+    tbu_rmrf(dir);
 }
 
 /* A request for epoch N waits; another for N+1 comes on another
@@ -669,10 +506,10 @@ static void test_session_duplicate_while_waiting(void **state)
 {
     (void)state;
     char *dir = mkdir_tmp();
-    mk_topic(dir, "dup", 1);
+    tbu_mk_topic(dir, "dup", 1, NULL, 0);
     tb_t t;
     tb_start(&t, dir, NULL);
-    int fd = cl_connect(t.port), fd2 = cl_connect(t.port);
+    int fd = tbu_connect(t.port), fd2 = tbu_connect(t.port);
     fq_t q = fq_new(11, "dup", NO_ID, 0, 0);
     fq_add(&q, 0, 0);
     fres_t r = fetch(fd, &q, 0);
@@ -686,29 +523,29 @@ static void test_session_duplicate_while_waiting(void **state)
     q.min_bytes = 0;
     assert_string_equal(fetch(fd2, &q, sid).text, "err=0 sid=same |");
     assert_int_equal(produce(fd2, "dup", 0, 1), 0);
-    resp_t rs;
-    const sh_fetch_response_t *fr = recv_response(fd, 1, 11, 91, &rs);
+    tbu_resp_t rs;
+    const sh_fetch_response_t *fr = tbu_recv_response(fd, 1, 11, 91, &rs);
     assert_string_equal(describe(fr, 11, sid).text, "err=71 sid=same |");
-    resp_free(&rs);
+    tbu_resp_free(&rs);
     /* the session went on with the second request */
     q = fq_new(11, "dup", NO_ID, sid, 3);
     assert_string_equal(fetch(fd, &q, sid).text, "err=0 sid=same | dup-0 hw=1 rec@0");
     close(fd);
     close(fd2);
     tb_stop(&t);
-    rm_tmp(dir);
+    tbu_rmrf(dir);
 }
 
 static void test_session_cache_bounds(void **state)
 {
     (void)state;
     char *dir = mkdir_tmp();
-    mk_topic(dir, "cb", 2);
+    tbu_mk_topic(dir, "cb", 2, NULL, 0);
     static const char *const one_slot[] = {"max.incremental.fetch.session.cache.slots=1",
                                            "streamhouse.fetch.session.eviction.ms=0", NULL};
     tb_t t;
     tb_start(&t, dir, one_slot);
-    int fd = cl_connect(t.port);
+    int fd = tbu_connect(t.port);
     fq_t q = fq_new(12, "cb", NO_ID, 0, 0);
     q.min_bytes = 0;
     fq_add(&q, 0, 0);
@@ -736,14 +573,14 @@ static void test_session_cache_bounds(void **state)
     /* no slots: every full fetch stays sessionless */
     static const char *const no_slots[] = {"max.incremental.fetch.session.cache.slots=0", NULL};
     tb_start(&t, dir, no_slots);
-    fd = cl_connect(t.port);
+    fd = tbu_connect(t.port);
     q = fq_new(12, "cb", NO_ID, 0, 0);
     q.min_bytes = 0;
     fq_add(&q, 1, 0);
     assert_string_equal(fetch(fd, &q, 0).text, "err=0 sid=0 | cb-1 hw=0");
     close(fd);
     tb_stop(&t);
-    rm_tmp(dir);
+    tbu_rmrf(dir);
 }
 
 /* Stopping the broker answers a parked incremental fetch; its session
@@ -752,10 +589,10 @@ static void test_session_shutdown(void **state)
 {
     (void)state;
     char *dir = mkdir_tmp();
-    mk_topic(dir, "sd", 1);
+    tbu_mk_topic(dir, "sd", 1, NULL, 0);
     tb_t t;
     tb_start(&t, dir, NULL);
-    int fd = cl_connect(t.port);
+    int fd = tbu_connect(t.port);
     fq_t q = fq_new(12, "sd", NO_ID, 0, 0);
     fq_add(&q, 0, 0);
     q.min_bytes = 0;
@@ -767,7 +604,7 @@ static void test_session_shutdown(void **state)
     usleep(20000);
     tb_stop(&t);
     close(fd);
-    rm_tmp(dir);
+    tbu_rmrf(dir);
 }
 
 int main(void)

@@ -24,216 +24,48 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <ftw.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "broker/sh_broker.h"
-#include "common/sh_clock.h"
-#include "common/sh_endian.h"
-#include "meta/sh_meta.h"
-#include "protocol/sh_proto.h"
 #include "protocol/sh_record_batch.h"
+#include "test_broker_util.h"
 
 #define PORT_LO 19450
 #define PORT_HI 19499
 
 /* ------------------------------------------------------------ broker */
 
-typedef struct tb {
-    sh_config_t cfg;
-    sh_broker_t *b;
-    pthread_t th;
-    int port;
-    char dir[64];
-} tb_t;
+typedef tbu_broker_t tb_t;
 
-static void *tb_thread(void *arg)
-{
-    tb_t *t = arg;
-    sh_broker_run(t->b);
-    return NULL;
-}
+/* Small WAL files: the directory is created per test. */
+static const char *const tb_defaults[] = {"streamhouse.wal.segment.bytes=1048576", NULL};
 
 static void tb_start(tb_t *t, const char *dir, const char *const *overrides)
 {
-    static int next_port = PORT_LO;
-    char err[512], kv[160];
-    memset(t, 0, sizeof(*t));
-    snprintf(t->dir, sizeof(t->dir), "%s", dir);
-    for (int attempt = 0; attempt <= PORT_HI - PORT_LO; attempt++) {
-        int port = next_port;
-        next_port = next_port == PORT_HI ? PORT_LO : next_port + 1;
-        assert_int_equal(sh_config_init(&t->cfg), SH_OK);
-        snprintf(kv, sizeof(kv), "log.dirs=%s", dir);
-        assert_int_equal(sh_config_set_override(&t->cfg, kv, err, sizeof(err)), SH_OK);
-        snprintf(kv, sizeof(kv), "listeners=PLAINTEXT://127.0.0.1:%d", port);
-        assert_int_equal(sh_config_set_override(&t->cfg, kv, err, sizeof(err)), SH_OK);
-        /* small WAL files: the directory is created per test */
-        assert_int_equal(sh_config_set_override(&t->cfg, "streamhouse.wal.segment.bytes=1048576",
-                                                err, sizeof(err)), SH_OK);
-        for (int i = 0; overrides && overrides[i]; i++)
-            assert_int_equal(sh_config_set_override(&t->cfg, overrides[i], err, sizeof(err)),
-                             SH_OK);
-        assert_int_equal(sh_config_finalize(&t->cfg, err, sizeof(err)), SH_OK);
-        t->b = sh_broker_new(&t->cfg);
-        assert_non_null(t->b);
-        if (sh_broker_listen(t->b) == SH_OK) {
-            t->port = sh_broker_port(t->b, 0);
-            break;
-        }
-        sh_broker_free(t->b);
-        t->b = NULL;
-        sh_config_fini(&t->cfg);
-    }
-    assert_non_null(t->b);
-    assert_int_equal(pthread_create(&t->th, NULL, tb_thread, t), 0);
+    tbu_listen(t, dir, PORT_LO, PORT_HI, tb_defaults, overrides);
+    tbu_run(t);
 }
 
 static void tb_stop(tb_t *t)
 {
-    sh_broker_stop(t->b);
-    pthread_join(t->th, NULL);
-    sh_broker_free(t->b);
-    sh_config_fini(&t->cfg);
-}
-
-static int rm_one(const char *p, const struct stat *sb, int type, struct FTW *f)
-{
-    (void)sb;
-    (void)type;
-    (void)f;
-    return remove(p);
+    tbu_stop(t);
 }
 
 static char *mkdir_tmp(void)
 {
     static char buf[64];
-    strcpy(buf, "/tmp/sh-test-produce-XXXXXX");
-    assert_non_null(mkdtemp(buf));
-    return buf;
-}
-
-/* Create topics in the metadata store the broker will open. */
-static void mk_topic(const char *dir, const char *name, int32_t partitions,
-                     const sh_meta_config_t *cfg, size_t ncfg)
-{
-    char url[128];
-    sh_meta_t *m;
-    snprintf(url, sizeof(url), "sqlite://%s/meta.db", dir);
-    assert_int_equal(sh_meta_open(url, &m), SH_OK);
-    sh_uuid_t id;
-    assert_int_equal(sh_meta_topic_create(m, name, partitions, cfg, ncfg, sh_clock_wall_ms(), &id),
-                     SH_OK);
-    sh_meta_close(m);
+    return tbu_mkdtemp(buf, sizeof(buf), "produce");
 }
 
 /* ------------------------------------------------------------ client */
 
-static int cl_connect(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(fd >= 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    struct timeval tv = {.tv_sec = 10};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    return fd;
-}
-
-static void cl_send(int fd, const void *p, size_t n)
-{
-    const uint8_t *b = p;
-    while (n > 0) {
-        ssize_t w = send(fd, b, n, MSG_NOSIGNAL);
-        if (w < 0 && errno == EINTR)
-            continue;
-        assert_true(w > 0);
-        b += w;
-        n -= (size_t)w;
-    }
-}
-
 static void send_request(int fd, int16_t key, int16_t ver, int32_t corr, const void *body)
 {
-    sh_writer_t w;
-    sh_writer_init(&w);
-    sh_request_header_t h;
-    sh_request_header_init(&h);
-    h.request_api_key = key;
-    h.request_api_version = ver;
-    h.correlation_id = corr;
-    h.client_id = sh_slice_str("test-produce");
-    sh_wire_put_i32(&w, 0);
-    sh_request_header_encode(&w, sh_request_header_version(key, ver), &h);
-    sh_api_info(key)->request_encode(&w, ver, body);
-    assert_int_equal(w.err, 0);
-    size_t n = sh_writer_size(&w);
-    uint8_t *flat = malloc(n);
-    sh_writer_flatten(&w, flat);
-    sh_store_be32(flat, (uint32_t)(n - 4));
-    cl_send(fd, flat, n);
-    free(flat);
-    sh_writer_fini(&w);
-}
-
-static bool read_full(int fd, void *p, size_t n)
-{
-    uint8_t *b = p;
-    while (n > 0) {
-        ssize_t r = recv(fd, b, n, 0);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            return false;
-        b += r;
-        n -= (size_t)r;
-    }
-    return true;
-}
-
-typedef struct resp {
-    uint8_t *frame;
-    sh_reader_t r;
-    sh_arena_t arena;
-    void *body;
-} resp_t;
-
-/* Read one response and decode its body with the generated decoder. */
-static void *recv_response(int fd, int16_t key, int16_t ver, int32_t corr, resp_t *out)
-{
-    uint8_t hdr[4];
-    assert_true(read_full(fd, hdr, 4));
-    uint32_t n = sh_load_be32(hdr);
-    out->frame = malloc(n);
-    assert_true(read_full(fd, out->frame, n));
-    sh_reader_init(&out->r, out->frame, n);
-    assert_int_equal(sh_wire_get_i32(&out->r), corr);
-    if (sh_response_header_version(key, ver) >= 1)
-        sh_wire_skip_tagged_fields(&out->r);
-    sh_arena_init(&out->arena, 4096);
-    const sh_api_info_t *ai = sh_api_info(key);
-    out->body = sh_arena_calloc(&out->arena, 1, ai->response_size);
-    assert_int_equal(ai->response_decode(&out->r, &out->arena, ver, out->body), SH_OK);
-    assert_int_equal(sh_reader_remaining(&out->r), 0);
-    return out->body;
-}
-
-static void resp_free(resp_t *r)
-{
-    free(r->frame);
-    sh_arena_fini(&r->arena);
+    tbu_send_request(fd, "test-produce", key, ver, corr, body);
 }
 
 static bool closed_by_broker(int fd)
@@ -358,13 +190,13 @@ static int64_t produce_one(int fd, int16_t ver, const char *topic, int32_t part,
 {
     static int32_t corr = 1000;
     pspec_t ps = {topic, part, b};
-    resp_t rs;
+    tbu_resp_t rs;
     send_produce(fd, ver, ++corr, -1, &ps, 1);
-    const sh_produce_response_t *r = recv_response(fd, 0, ver, corr, &rs);
+    const sh_produce_response_t *r = tbu_recv_response(fd, 0, ver, corr, &rs);
     const pr_t *p = find_pr(r, topic, part);
     assert_int_equal(p->error_code, 0);
     int64_t base = p->base_offset;
-    resp_free(&rs);
+    tbu_resp_free(&rs);
     return base;
 }
 
@@ -413,11 +245,11 @@ static void send_fetch(int fd, const fetch_args_t *a, int32_t corr, const char *
 }
 
 static const sh_fetch_response_t *fetch_one(int fd, const fetch_args_t *a, const char *topic,
-                                            int32_t part, int64_t off, resp_t *rs)
+                                            int32_t part, int64_t off, tbu_resp_t *rs)
 {
     static int32_t corr = 5000;
     send_fetch(fd, a, ++corr, topic, &part, &off, 1);
-    return recv_response(fd, 1, a->ver, corr, rs);
+    return tbu_recv_response(fd, 1, a->ver, corr, rs);
 }
 
 /* The topic's id, from Metadata v12. */
@@ -431,12 +263,12 @@ static sh_uuid_t topic_id_of(int fd, const char *topic)
     req.topics = &t;
     req.topics_count = 1;
     send_request(fd, 3, 12, 4242, &req);
-    resp_t rs;
-    const sh_metadata_response_t *r = recv_response(fd, 3, 12, 4242, &rs);
+    tbu_resp_t rs;
+    const sh_metadata_response_t *r = tbu_recv_response(fd, 3, 12, 4242, &rs);
     assert_int_equal(r->topics_count, 1);
     assert_int_equal(r->topics[0].error_code, 0);
     sh_uuid_t id = r->topics[0].topic_id;
-    resp_free(&rs);
+    tbu_resp_free(&rs);
     return id;
 }
 
@@ -461,12 +293,12 @@ static lo_t list_offsets(int fd, int16_t ver, const char *topic, int32_t part, i
     req.topics = &t;
     req.topics_count = 1;
     send_request(fd, 2, ver, ++corr, &req);
-    resp_t rs;
-    const sh_list_offsets_response_t *r = recv_response(fd, 2, ver, corr, &rs);
+    tbu_resp_t rs;
+    const sh_list_offsets_response_t *r = tbu_recv_response(fd, 2, ver, corr, &rs);
     assert_int_equal(r->topics_count, 1);
     assert_int_equal(r->topics[0].partitions_count, 1);
     lo_t out = r->topics[0].partitions[0];
-    resp_free(&rs);
+    tbu_resp_free(&rs);
     return out;
 }
 
@@ -489,10 +321,10 @@ static void test_produce_fetch_roundtrip(void **state)
 {
     (void)state;
     char *dir = mkdir_tmp();
-    mk_topic(dir, "orders", 2, NULL, 0);
+    tbu_mk_topic(dir, "orders", 2, NULL, 0);
     tb_t t;
     tb_start(&t, dir, NULL);
-    int fd = cl_connect(t.port);
+    int fd = tbu_connect(t.port);
 
     static const int16_t pv[] = {3, 7, 9, 11};
     batch_t b[4];
@@ -502,16 +334,16 @@ static void test_produce_fetch_roundtrip(void **state)
         snprintf(tag, sizeof(tag), "b%d", i);
         b[i] = mk_batch(3 + i, tag, 1700000000000 + 1000 * i, -1, i == 2 ? 3 : 0);
         pspec_t ps = {"orders", 0, &b[i]};
-        resp_t rs;
+        tbu_resp_t rs;
         send_produce(fd, pv[i], 100 + i, 1, &ps, 1);
-        const sh_produce_response_t *r = recv_response(fd, 0, pv[i], 100 + i, &rs);
+        const sh_produce_response_t *r = tbu_recv_response(fd, 0, pv[i], 100 + i, &rs);
         const pr_t *p = find_pr(r, "orders", 0);
         assert_int_equal(p->error_code, 0);
         assert_int_equal(p->base_offset, expect);
         assert_int_equal(p->log_append_time_ms, -1);
         if (pv[i] >= 5)
             assert_int_equal(p->log_start_offset, 0);
-        resp_free(&rs);
+        tbu_resp_free(&rs);
         stored_form(&b[i], expect, 0);
         expect += 3 + i;
     }
@@ -530,7 +362,7 @@ static void test_produce_fetch_roundtrip(void **state)
         fetch_args_t a = FETCH_DEFAULT;
         a.ver = fv[i];
         a.topic_id = id;
-        resp_t rs;
+        tbu_resp_t rs;
         const sh_fetch_response_t *r = fetch_one(fd, &a, "orders", 0, 0, &rs);
         assert_int_equal(r->responses_count, 1);
         if (fv[i] >= 13)
@@ -550,35 +382,35 @@ static void test_produce_fetch_roundtrip(void **state)
         assert_int_equal(p->aborted_transactions_count, -1);
         assert_int_equal(p->records.len, all_len);
         assert_memory_equal(p->records.ptr, all, all_len);
-        resp_free(&rs);
+        tbu_resp_free(&rs);
     }
     /* from the middle of batch 2: starts with batch 2 */
     fetch_args_t a = FETCH_DEFAULT;
-    resp_t rs;
+    tbu_resp_t rs;
     const sh_fetch_response_t *r = fetch_one(fd, &a, "orders", 0, 8, &rs);
     const fp_t *p = &r->responses[0].partitions[0];
     assert_int_equal(p->records.len, b[2].len + b[3].len);
     assert_memory_equal(p->records.ptr, b[2].bytes, b[2].len);
-    resp_free(&rs);
+    tbu_resp_free(&rs);
     /* v13+: an id nobody knows */
     a.ver = 13;
     a.topic_id.b[0] ^= 0xff;
     r = fetch_one(fd, &a, "orders", 0, 0, &rs);
     assert_int_equal(r->responses[0].partitions[0].error_code, SH_KERR_UNKNOWN_TOPIC_ID);
-    resp_free(&rs);
+    tbu_resp_free(&rs);
     a = FETCH_DEFAULT;
     /* read_committed: same data, an empty aborted list */
     a.isolation = 1;
     r = fetch_one(fd, &a, "orders", 0, 0, &rs);
     assert_int_equal(r->responses[0].partitions[0].aborted_transactions_count, 0);
-    resp_free(&rs);
+    tbu_resp_free(&rs);
 
     free(all);
     for (int i = 0; i < 4; i++)
         free(b[i].bytes);
     close(fd);
     tb_stop(&t);
-    nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    tbu_rmrf(dir);
 }
 
 static void test_produce_errors(void **state)
@@ -586,11 +418,11 @@ static void test_produce_errors(void **state)
     (void)state;
     char *dir = mkdir_tmp();
     sh_meta_config_t small = {"max.message.bytes", "200"};
-    mk_topic(dir, "ok", 2, NULL, 0);
-    mk_topic(dir, "small", 1, &small, 1);
+    tbu_mk_topic(dir, "ok", 2, NULL, 0);
+    tbu_mk_topic(dir, "small", 1, &small, 1);
     tb_t t;
     tb_start(&t, dir, NULL);
-    int fd = cl_connect(t.port);
+    int fd = tbu_connect(t.port);
 
     batch_t good = mk_batch(2, "g", 1700000000000, -1, 0);
     batch_t good2 = mk_batch(2, "g2", 1700000000000, -1, 0);
@@ -606,9 +438,9 @@ static void test_produce_errors(void **state)
         {"ok", 0, &good},     {"nosuch", 0, &good2}, {"ok", 5, &good2}, {"small", 0, &big},
         {"ok", 1, &bad},      {"ok", 1, &idem},      {"ok", 1, NULL},   {"ok", 1, &good2},
     };
-    resp_t rs;
+    tbu_resp_t rs;
     send_produce(fd, 9, 1, -1, ps, 8);
-    const sh_produce_response_t *r = recv_response(fd, 0, 9, 1, &rs);
+    const sh_produce_response_t *r = tbu_recv_response(fd, 0, 9, 1, &rs);
     assert_int_equal(r->responses_count, 3);
     const sh_produce_response_topic_produce_response_t *ok = &r->responses[0];
     assert_true(sh_slice_eq_str(ok->name, "ok"));
@@ -625,14 +457,14 @@ static void test_produce_errors(void **state)
     assert_int_equal(ok->partition_responses[5].base_offset, 0); /* nothing else took one */
     assert_int_equal(find_pr(r, "nosuch", 0)->error_code, SH_KERR_UNKNOWN_TOPIC_OR_PARTITION);
     assert_int_equal(find_pr(r, "small", 0)->error_code, SH_KERR_MESSAGE_TOO_LARGE);
-    resp_free(&rs);
+    tbu_resp_free(&rs);
 
     /* acks other than 0, 1, -1 */
     pspec_t one = {"ok", 0, &good};
     send_produce(fd, 7, 2, 2, &one, 1);
-    r = recv_response(fd, 0, 7, 2, &rs);
+    r = tbu_recv_response(fd, 0, 7, 2, &rs);
     assert_int_equal(find_pr(r, "ok", 0)->error_code, SH_KERR_INVALID_REQUIRED_ACKS);
-    resp_free(&rs);
+    tbu_resp_free(&rs);
 
     /* acks=0: no response, the next request is answered next */
     send_produce(fd, 7, 3, 0, &one, 1);
@@ -655,14 +487,14 @@ static void test_produce_errors(void **state)
     free(bad.bytes);
     free(idem.bytes);
     tb_stop(&t);
-    nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    tbu_rmrf(dir);
 }
 
 typedef struct bg_fetch {
     int fd;
     fetch_args_t a;
     int64_t offset;
-    resp_t rs;
+    tbu_resp_t rs;
     const sh_fetch_response_t *r;
 } bg_fetch_t;
 
@@ -670,21 +502,21 @@ static void test_fetch_long_poll_and_limits(void **state)
 {
     (void)state;
     char *dir = mkdir_tmp();
-    mk_topic(dir, "lp", 2, NULL, 0);
+    tbu_mk_topic(dir, "lp", 2, NULL, 0);
     tb_t t;
     tb_start(&t, dir, NULL);
-    int fd = cl_connect(t.port);
-    int fd2 = cl_connect(t.port);
+    int fd = tbu_connect(t.port);
+    int fd2 = tbu_connect(t.port);
 
     /* nothing yet: a short wait ends empty */
     fetch_args_t a = FETCH_DEFAULT;
     a.max_wait = 50;
-    resp_t rs;
+    tbu_resp_t rs;
     const sh_fetch_response_t *r = fetch_one(fd, &a, "lp", 0, 0, &rs);
     assert_int_equal(r->responses[0].partitions[0].error_code, 0);
     assert_int_equal(r->responses[0].partitions[0].records.len, 0);
     assert_int_equal(r->responses[0].partitions[0].high_watermark, 0);
-    resp_free(&rs);
+    tbu_resp_free(&rs);
 
     /* a long wait is woken by a produce on another connection */
     a.max_wait = 30000;
@@ -694,20 +526,20 @@ static void test_fetch_long_poll_and_limits(void **state)
     usleep(20000);
     batch_t b = mk_batch(5, "lp", 1700000000000, -1, 0);
     assert_int_equal(produce_one(fd2, 9, "lp", 0, &b), 0);
-    r = recv_response(fd, 1, a.ver, 77, &rs);
+    r = tbu_recv_response(fd, 1, a.ver, 77, &rs);
     assert_int_equal(r->responses[0].partitions[0].records.len, b.len);
-    resp_free(&rs);
+    tbu_resp_free(&rs);
 
     /* out of range, and the end itself */
     a.max_wait = 0;
     r = fetch_one(fd, &a, "lp", 0, 6, &rs);
     assert_int_equal(r->responses[0].partitions[0].error_code, SH_KERR_OFFSET_OUT_OF_RANGE);
     assert_int_equal(r->responses[0].partitions[0].high_watermark, -1);
-    resp_free(&rs);
+    tbu_resp_free(&rs);
     r = fetch_one(fd, &a, "lp", 0, 5, &rs);
     assert_int_equal(r->responses[0].partitions[0].error_code, 0);
     assert_int_equal(r->responses[0].partitions[0].records.len, 0);
-    resp_free(&rs);
+    tbu_resp_free(&rs);
 
     /* limits: a tiny partition_max_bytes still gets one whole batch */
     batch_t b2 = mk_batch(5, "lp2", 1700000000000, -1, 0);
@@ -717,18 +549,18 @@ static void test_fetch_long_poll_and_limits(void **state)
     int32_t parts[2] = {0, 1};
     int64_t offs[2] = {0, 0};
     send_fetch(fd, &a, 78, "lp", parts, offs, 2);
-    r = recv_response(fd, 1, a.ver, 78, &rs);
+    r = tbu_recv_response(fd, 1, a.ver, 78, &rs);
     assert_int_equal(r->responses[0].partitions[0].records.len, b.len);
     /* ...but only the first partition with data does */
     assert_int_equal(r->responses[0].partitions[1].records.len, 0);
-    resp_free(&rs);
+    tbu_resp_free(&rs);
 
     /* leader epochs (v9+): ours is 0 */
     a = FETCH_DEFAULT;
     a.leader_epoch = 5;
     r = fetch_one(fd, &a, "lp", 0, 0, &rs);
     assert_int_equal(r->responses[0].partitions[0].error_code, SH_KERR_UNKNOWN_LEADER_EPOCH);
-    resp_free(&rs);
+    tbu_resp_free(&rs);
     /* sessions (test_broker_fetch_session*.c has the rest): epoch 0
      * creates one, unknown ids are refused */
     a = FETCH_DEFAULT;
@@ -737,36 +569,36 @@ static void test_fetch_long_poll_and_limits(void **state)
     assert_int_equal(r->error_code, 0);
     assert_int_not_equal(r->session_id, 0);
     assert_int_equal(r->responses_count, 1);
-    resp_free(&rs);
+    tbu_resp_free(&rs);
     a.session_id = 1234;
     a.session_epoch = 3;
     r = fetch_one(fd, &a, "lp", 0, 0, &rs);
     assert_int_equal(r->error_code, SH_KERR_FETCH_SESSION_ID_NOT_FOUND);
     assert_int_equal(r->responses_count, 0);
-    resp_free(&rs);
+    tbu_resp_free(&rs);
     /* unknown topic */
     a = FETCH_DEFAULT;
     r = fetch_one(fd, &a, "nope", 0, 0, &rs);
     assert_int_equal(r->responses[0].partitions[0].error_code,
                      SH_KERR_UNKNOWN_TOPIC_OR_PARTITION);
-    resp_free(&rs);
+    tbu_resp_free(&rs);
 
     free(b.bytes);
     free(b2.bytes);
     close(fd);
     close(fd2);
     tb_stop(&t);
-    nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    tbu_rmrf(dir);
 }
 
 static void test_list_offsets(void **state)
 {
     (void)state;
     char *dir = mkdir_tmp();
-    mk_topic(dir, "lo", 1, NULL, 0);
+    tbu_mk_topic(dir, "lo", 1, NULL, 0);
     tb_t t;
     tb_start(&t, dir, NULL);
-    int fd = cl_connect(t.port);
+    int fd = tbu_connect(t.port);
     lo_t r = list_offsets(fd, 7, "lo", 0, -3);
     assert_int_equal(r.error_code, 0);
     assert_int_equal(r.offset, -1);  /* empty */
@@ -810,7 +642,7 @@ static void test_list_offsets(void **state)
     free(b3.bytes);
     close(fd);
     tb_stop(&t);
-    nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    tbu_rmrf(dir);
 }
 
 static const char *const fast_upload[] = {"streamhouse.upload.interval.ms=20", NULL};
@@ -821,10 +653,10 @@ static void test_uploads_and_restart(void **state)
 {
     (void)state;
     char *dir = mkdir_tmp();
-    mk_topic(dir, "up", 2, NULL, 0);
+    tbu_mk_topic(dir, "up", 2, NULL, 0);
     tb_t t;
     tb_start(&t, dir, fast_upload);
-    int fd = cl_connect(t.port);
+    int fd = tbu_connect(t.port);
     enum { N = 12 };
     batch_t b[N];
     int64_t base[N];
@@ -844,13 +676,13 @@ static void test_uploads_and_restart(void **state)
     fetch_args_t a = FETCH_DEFAULT;
     a.part_max = 1;
     for (int i = 0; i < N; i += 2) {
-        resp_t rs;
+        tbu_resp_t rs;
         const sh_fetch_response_t *r = fetch_one(fd, &a, "up", 0, base[i] + 2, &rs);
         const fp_t *p = &r->responses[0].partitions[0];
         assert_int_equal(p->error_code, 0);
         assert_int_equal(p->records.len, b[i].len);
         assert_memory_equal(p->records.ptr, b[i].bytes, b[i].len);
-        resp_free(&rs);
+        tbu_resp_free(&rs);
     }
     close(fd);
     tb_stop(&t);
@@ -858,12 +690,12 @@ static void test_uploads_and_restart(void **state)
     /* restart without a cache: objects are read back with ranged GETs,
      * the WAL tail is replayed, new offsets continue */
     tb_start(&t, dir, fast_upload_nocache);
-    fd = cl_connect(t.port);
+    fd = tbu_connect(t.port);
     a = FETCH_DEFAULT;
     for (int part = 0; part < 2; part++) {
         int64_t off = 0;
         for (int i = part; i < N; i += 2) {
-            resp_t rs;
+            tbu_resp_t rs;
             const sh_fetch_response_t *r = fetch_one(fd, &a, "up", part, off, &rs);
             const fp_t *p = &r->responses[0].partitions[0];
             assert_int_equal(p->error_code, 0);
@@ -871,7 +703,7 @@ static void test_uploads_and_restart(void **state)
             /* the first batch returned is the one at `off` */
             assert_memory_equal(p->records.ptr, b[i].bytes, b[i].len);
             off = base[i] + 4;
-            resp_free(&rs);
+            tbu_resp_free(&rs);
         }
     }
     batch_t more = mk_batch(1, "more", 1700000001000, -1, 0);
@@ -881,7 +713,7 @@ static void test_uploads_and_restart(void **state)
         free(b[i].bytes);
     close(fd);
     tb_stop(&t);
-    nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    tbu_rmrf(dir);
 }
 
 static void test_topic_modes(void **state)
@@ -890,21 +722,21 @@ static void test_topic_modes(void **state)
     char *dir = mkdir_tmp();
     sh_meta_config_t lat = {"message.timestamp.type", "LogAppendTime"};
     sh_meta_config_t obj = {"streamhouse.durability", "object"};
-    mk_topic(dir, "lat", 1, &lat, 1);
-    mk_topic(dir, "obj", 1, &obj, 1);
+    tbu_mk_topic(dir, "lat", 1, &lat, 1);
+    tbu_mk_topic(dir, "obj", 1, &obj, 1);
     tb_t t;
     tb_start(&t, dir, fast_upload);
-    int fd = cl_connect(t.port);
+    int fd = tbu_connect(t.port);
 
     batch_t b = mk_batch(3, "lat", 1000, -1, 0);
     pspec_t ps = {"lat", 0, &b};
-    resp_t rs;
+    tbu_resp_t rs;
     int64_t before = sh_clock_wall_ms();
     send_produce(fd, 9, 1, 1, &ps, 1);
-    const sh_produce_response_t *r = recv_response(fd, 0, 9, 1, &rs);
+    const sh_produce_response_t *r = tbu_recv_response(fd, 0, 9, 1, &rs);
     int64_t lat_ms = find_pr(r, "lat", 0)->log_append_time_ms;
     assert_true(lat_ms >= before);
-    resp_free(&rs);
+    tbu_resp_free(&rs);
     fetch_args_t a = FETCH_DEFAULT;
     const sh_fetch_response_t *f = fetch_one(fd, &a, "lat", 0, 0, &rs);
     sh_record_batch_t rb;
@@ -912,7 +744,7 @@ static void test_topic_modes(void **state)
     assert_int_equal(sh_record_batch_timestamp_type(&rb), SH_TS_LOG_APPEND_TIME);
     assert_int_equal(rb.max_timestamp, lat_ms);
     assert_true(sh_record_batch_crc_ok(&rb));
-    resp_free(&rs);
+    tbu_resp_free(&rs);
 
     /* object durability: acknowledged only once committed to an object */
     batch_t o = mk_batch(3, "obj", 1000, -1, 0);
@@ -923,21 +755,21 @@ static void test_topic_modes(void **state)
     free(o.bytes);
     close(fd);
     tb_stop(&t);
-    nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    tbu_rmrf(dir);
 }
 
 static void test_wal_full_backpressure(void **state)
 {
     (void)state;
     char *dir = mkdir_tmp();
-    mk_topic(dir, "bp", 1, NULL, 0);
+    tbu_mk_topic(dir, "bp", 1, NULL, 0);
     /* two 64 KiB WAL segments; uploads only on pressure (huge thresholds) */
     static const char *const small_wal[] = {
         "streamhouse.wal.segment.bytes=65536", "streamhouse.wal.max.bytes=131072",
         "streamhouse.upload.interval.ms=86400000", "streamhouse.upload.bytes=1073741824", NULL};
     tb_t t;
     tb_start(&t, dir, small_wal);
-    int fd = cl_connect(t.port);
+    int fd = tbu_connect(t.port);
     /* pipeline 200 produces of ~1.4 KiB: twice what the WAL holds */
     enum { N = 200 };
     batch_t b = mk_batch(30, "bp", 1000, -1, 0);
@@ -945,17 +777,17 @@ static void test_wal_full_backpressure(void **state)
     for (int i = 0; i < N; i++)
         send_produce(fd, 9, 100 + i, -1, &ps, 1);
     for (int i = 0; i < N; i++) {
-        resp_t rs;
-        const sh_produce_response_t *r = recv_response(fd, 0, 9, 100 + i, &rs);
+        tbu_resp_t rs;
+        const sh_produce_response_t *r = tbu_recv_response(fd, 0, 9, 100 + i, &rs);
         const pr_t *p = find_pr(r, "bp", 0);
         assert_int_equal(p->error_code, 0);
         assert_int_equal(p->base_offset, (int64_t)i * 30); /* in order */
-        resp_free(&rs);
+        tbu_resp_free(&rs);
     }
     free(b.bytes);
     close(fd);
     tb_stop(&t);
-    nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    tbu_rmrf(dir);
 }
 
 int main(void)

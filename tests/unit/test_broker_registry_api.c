@@ -17,24 +17,17 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "broker/sh_broker.h"
 #include "broker/sh_topic_config.h"
-#include "common/sh_endian.h"
 #include "common/sh_log.h"
-#include "protocol/sh_proto.h"
+#include "test_broker_util.h"
 
 #define PORT_LO 19300
 #define PORT_HI 19349
@@ -44,125 +37,31 @@
 
 /* ------------------------------------------------------ test broker */
 
-typedef struct {
-    sh_config_t cfg;
-    sh_broker_t *b;
-    pthread_t th;
-    int port;
-    char dir[64];
-    int fd;
-} tb_t;
+typedef tbu_broker_t tb_t;
 
-static void *tb_thread(void *arg)
-{
-    tb_t *t = arg;
-    sh_broker_run(t->b);
-    return NULL;
-}
+static const char *const tb_defaults[] = {"node.id=7", "num.partitions=3", NULL};
 
-static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
-static int cl_connect(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(fd >= 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    struct timeval tv = {.tv_sec = 10};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    return fd;
-}
-
-/* Start a broker over dir (a fresh one when dir is NULL). */
+/* Start a broker over dir (a fresh one when dir is NULL) and connect. */
 static void tb_start(tb_t *t, const char *dir, const char *const *overrides)
 {
-    static int next_port = PORT_LO;
-    char err[512], kv[128];
-    memset(t, 0, sizeof(*t));
-    if (dir) {
-        snprintf(t->dir, sizeof(t->dir), "%s", dir);
-    } else {
-        strcpy(t->dir, "/tmp/sh-test-regapi-XXXXXX");
-        assert_non_null(mkdtemp(t->dir));
-    }
-    for (int attempt = 0; attempt <= PORT_HI - PORT_LO; attempt++) {
-        int port = next_port;
-        next_port = next_port == PORT_HI ? PORT_LO : next_port + 1;
-        OK(sh_config_init(&t->cfg));
-        snprintf(kv, sizeof(kv), "log.dirs=%s", t->dir);
-        OK(sh_config_set_override(&t->cfg, kv, err, sizeof(err)));
-        snprintf(kv, sizeof(kv), "listeners=PLAINTEXT://127.0.0.1:%d", port);
-        OK(sh_config_set_override(&t->cfg, kv, err, sizeof(err)));
-        OK(sh_config_set_override(&t->cfg, "node.id=7", err, sizeof(err)));
-        OK(sh_config_set_override(&t->cfg, "num.partitions=3", err, sizeof(err)));
-        for (int i = 0; overrides && overrides[i]; i++)
-            OK(sh_config_set_override(&t->cfg, overrides[i], err, sizeof(err)));
-        OK(sh_config_finalize(&t->cfg, err, sizeof(err)));
-        t->b = sh_broker_new(&t->cfg);
-        assert_non_null(t->b);
-        if (sh_broker_listen(t->b) == SH_OK) {
-            t->port = sh_broker_port(t->b, 0);
-            break;
-        }
-        sh_broker_free(t->b);
-        t->b = NULL;
-        sh_config_fini(&t->cfg);
-    }
-    assert_non_null(t->b);
-    assert_int_equal(pthread_create(&t->th, NULL, tb_thread, t), 0);
-    t->fd = cl_connect(t->port);
+    char fresh[64];
+    if (!dir)
+        dir = tbu_mkdtemp(fresh, sizeof(fresh), "regapi");
+    tbu_listen(t, dir, PORT_LO, PORT_HI, tb_defaults, overrides);
+    tbu_run(t);
+    t->fd = tbu_connect(t->port);
 }
 
 /* Stop the broker; keep_dir for a restart over the same data. */
 static void tb_stop(tb_t *t, bool keep_dir)
 {
     close(t->fd);
-    sh_broker_stop(t->b);
-    pthread_join(t->th, NULL);
-    sh_broker_free(t->b);
-    sh_config_fini(&t->cfg);
+    tbu_stop(t);
     if (!keep_dir)
-        nftw(t->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+        tbu_rmrf(t->dir);
 }
 
 /* ----------------------------------------------------------- client */
-
-static void cl_send(int fd, const void *p, size_t n)
-{
-    const uint8_t *b = p;
-    while (n > 0) {
-        ssize_t w = send(fd, b, n, MSG_NOSIGNAL);
-        if (w < 0 && errno == EINTR)
-            continue;
-        assert_true(w > 0);
-        b += w;
-        n -= (size_t)w;
-    }
-}
-
-static bool read_full(int fd, void *p, size_t n)
-{
-    uint8_t *b = p;
-    while (n > 0) {
-        ssize_t r = recv(fd, b, n, 0);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            return false;
-        b += r;
-        n -= (size_t)r;
-    }
-    return true;
-}
 
 /* Responses decoded in one arena per test, freed at its end. */
 static sh_arena_t g_arena;
@@ -183,30 +82,13 @@ static void frames_free(void)
 static void roundtrip(int fd, int16_t key, int16_t ver, const void *body, void *resp)
 {
     const sh_api_info_t *ai = sh_api_info(key);
-    sh_writer_t w;
-    sh_request_header_t h;
     int32_t corr = ++g_corr;
-    sh_writer_init(&w);
-    sh_request_header_init(&h);
-    h.request_api_key = key;
-    h.request_api_version = ver;
-    h.correlation_id = corr;
-    h.client_id = sh_slice_str("regapi-test");
-    sh_wire_put_i32(&w, 0);
-    sh_request_header_encode(&w, sh_request_header_version(key, ver), &h);
-    ai->request_encode(&w, ver, body);
-    sh_writer_patch_i32(&w, 0, (int32_t)(w.len - 4));
-    assert_int_equal(w.err, 0);
-    cl_send(fd, w.buf, w.len);
-    sh_writer_fini(&w);
+    tbu_send_request(fd, "regapi-test", key, ver, corr, body);
 
-    uint8_t hdr[4];
-    assert_true(read_full(fd, hdr, 4));
-    uint32_t n = sh_load_be32(hdr);
-    assert_true(n >= 4 && n < (16u << 20));
-    uint8_t *buf = malloc(n);
+    size_t n = 0;
+    uint8_t *buf = tbu_read_frame(fd, &n);
     assert_non_null(buf);
-    assert_true(read_full(fd, buf, n));
+    assert_true(n >= 4 && n < (16u << 20));
     assert_true(g_nframes < 512);
     g_frames[g_nframes++] = buf;
     sh_reader_t r;

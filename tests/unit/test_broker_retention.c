@@ -23,216 +23,48 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <ftw.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "broker/sh_broker.h"
-#include "common/sh_clock.h"
-#include "common/sh_endian.h"
-#include "meta/sh_meta.h"
-#include "protocol/sh_proto.h"
 #include "protocol/sh_record_batch.h"
+#include "test_broker_util.h"
 
 #define PORT_LO 19600
 #define PORT_HI 19649
 
 /* ------------------------------------------------------------ broker */
 
-typedef struct tb {
-    sh_config_t cfg;
-    sh_broker_t *b;
-    pthread_t th;
-    int port;
-    char dir[64];
-} tb_t;
+typedef tbu_broker_t tb_t;
 
-static void *tb_thread(void *arg)
-{
-    tb_t *t = arg;
-    sh_broker_run(t->b);
-    return NULL;
-}
+/* Small WAL files: the directory is created per test. */
+static const char *const tb_defaults[] = {"streamhouse.wal.segment.bytes=1048576", NULL};
 
 static void tb_start(tb_t *t, const char *dir, const char *const *overrides)
 {
-    static int next_port = PORT_LO;
-    char err[512], kv[160];
-    memset(t, 0, sizeof(*t));
-    snprintf(t->dir, sizeof(t->dir), "%s", dir);
-    for (int attempt = 0; attempt <= PORT_HI - PORT_LO; attempt++) {
-        int port = next_port;
-        next_port = next_port == PORT_HI ? PORT_LO : next_port + 1;
-        assert_int_equal(sh_config_init(&t->cfg), SH_OK);
-        snprintf(kv, sizeof(kv), "log.dirs=%s", dir);
-        assert_int_equal(sh_config_set_override(&t->cfg, kv, err, sizeof(err)), SH_OK);
-        snprintf(kv, sizeof(kv), "listeners=PLAINTEXT://127.0.0.1:%d", port);
-        assert_int_equal(sh_config_set_override(&t->cfg, kv, err, sizeof(err)), SH_OK);
-        /* small WAL files: the directory is created per test */
-        assert_int_equal(sh_config_set_override(&t->cfg, "streamhouse.wal.segment.bytes=1048576",
-                                                err, sizeof(err)), SH_OK);
-        for (int i = 0; overrides && overrides[i]; i++)
-            assert_int_equal(sh_config_set_override(&t->cfg, overrides[i], err, sizeof(err)),
-                             SH_OK);
-        assert_int_equal(sh_config_finalize(&t->cfg, err, sizeof(err)), SH_OK);
-        t->b = sh_broker_new(&t->cfg);
-        assert_non_null(t->b);
-        if (sh_broker_listen(t->b) == SH_OK) {
-            t->port = sh_broker_port(t->b, 0);
-            break;
-        }
-        sh_broker_free(t->b);
-        t->b = NULL;
-        sh_config_fini(&t->cfg);
-    }
-    assert_non_null(t->b);
-    assert_int_equal(pthread_create(&t->th, NULL, tb_thread, t), 0);
+    tbu_listen(t, dir, PORT_LO, PORT_HI, tb_defaults, overrides);
+    tbu_run(t);
 }
 
 static void tb_stop(tb_t *t)
 {
-    sh_broker_stop(t->b);
-    pthread_join(t->th, NULL);
-    sh_broker_free(t->b);
-    sh_config_fini(&t->cfg);
-}
-
-static int rm_one(const char *p, const struct stat *sb, int type, struct FTW *f)
-{
-    (void)sb;
-    (void)type;
-    (void)f;
-    return remove(p);
+    tbu_stop(t);
 }
 
 static char *mkdir_tmp(void)
 {
     static char buf[64];
-    strcpy(buf, "/tmp/sh-test-retention-XXXXXX");
-    assert_non_null(mkdtemp(buf));
-    return buf;
-}
-
-/* Create topics in the metadata store the broker will open. */
-static void mk_topic(const char *dir, const char *name, int32_t partitions,
-                     const sh_meta_config_t *cfg, size_t ncfg)
-{
-    char url[128];
-    sh_meta_t *m;
-    snprintf(url, sizeof(url), "sqlite://%s/meta.db", dir);
-    assert_int_equal(sh_meta_open(url, &m), SH_OK);
-    sh_uuid_t id;
-    assert_int_equal(sh_meta_topic_create(m, name, partitions, cfg, ncfg, sh_clock_wall_ms(), &id),
-                     SH_OK);
-    sh_meta_close(m);
+    return tbu_mkdtemp(buf, sizeof(buf), "retention");
 }
 
 /* ------------------------------------------------------------ client */
 
-static int cl_connect(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(fd >= 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    struct timeval tv = {.tv_sec = 10};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    return fd;
-}
-
-static void cl_send(int fd, const void *p, size_t n)
-{
-    const uint8_t *b = p;
-    while (n > 0) {
-        ssize_t w = send(fd, b, n, MSG_NOSIGNAL);
-        if (w < 0 && errno == EINTR)
-            continue;
-        assert_true(w > 0);
-        b += w;
-        n -= (size_t)w;
-    }
-}
-
 static void send_request(int fd, int16_t key, int16_t ver, int32_t corr, const void *body)
 {
-    sh_writer_t w;
-    sh_writer_init(&w);
-    sh_request_header_t h;
-    sh_request_header_init(&h);
-    h.request_api_key = key;
-    h.request_api_version = ver;
-    h.correlation_id = corr;
-    h.client_id = sh_slice_str("test-retention");
-    sh_wire_put_i32(&w, 0);
-    sh_request_header_encode(&w, sh_request_header_version(key, ver), &h);
-    sh_api_info(key)->request_encode(&w, ver, body);
-    assert_int_equal(w.err, 0);
-    size_t n = sh_writer_size(&w);
-    uint8_t *flat = malloc(n);
-    sh_writer_flatten(&w, flat);
-    sh_store_be32(flat, (uint32_t)(n - 4));
-    cl_send(fd, flat, n);
-    free(flat);
-    sh_writer_fini(&w);
-}
-
-static bool read_full(int fd, void *p, size_t n)
-{
-    uint8_t *b = p;
-    while (n > 0) {
-        ssize_t r = recv(fd, b, n, 0);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            return false;
-        b += r;
-        n -= (size_t)r;
-    }
-    return true;
-}
-
-typedef struct resp {
-    uint8_t *frame;
-    sh_reader_t r;
-    sh_arena_t arena;
-    void *body;
-} resp_t;
-
-/* Read one response and decode its body with the generated decoder. */
-static void *recv_response(int fd, int16_t key, int16_t ver, int32_t corr, resp_t *out)
-{
-    uint8_t hdr[4];
-    assert_true(read_full(fd, hdr, 4));
-    uint32_t n = sh_load_be32(hdr);
-    out->frame = malloc(n);
-    assert_true(read_full(fd, out->frame, n));
-    sh_reader_init(&out->r, out->frame, n);
-    assert_int_equal(sh_wire_get_i32(&out->r), corr);
-    if (sh_response_header_version(key, ver) >= 1)
-        sh_wire_skip_tagged_fields(&out->r);
-    sh_arena_init(&out->arena, 4096);
-    const sh_api_info_t *ai = sh_api_info(key);
-    out->body = sh_arena_calloc(&out->arena, 1, ai->response_size);
-    assert_int_equal(ai->response_decode(&out->r, &out->arena, ver, out->body), SH_OK);
-    assert_int_equal(sh_reader_remaining(&out->r), 0);
-    return out->body;
-}
-
-static void resp_free(resp_t *r)
-{
-    free(r->frame);
-    sh_arena_fini(&r->arena);
+    tbu_send_request(fd, "test-retention", key, ver, corr, body);
 }
 
 /* ----------------------------------------------------------- batches */
@@ -335,13 +167,13 @@ static int64_t produce_one(int fd, int16_t ver, const char *topic, int32_t part,
 {
     static int32_t corr = 1000;
     pspec_t ps = {topic, part, b};
-    resp_t rs;
+    tbu_resp_t rs;
     send_produce(fd, ver, ++corr, -1, &ps, 1);
-    const sh_produce_response_t *r = recv_response(fd, 0, ver, corr, &rs);
+    const sh_produce_response_t *r = tbu_recv_response(fd, 0, ver, corr, &rs);
     const pr_t *p = find_pr(r, topic, part);
     assert_int_equal(p->error_code, 0);
     int64_t base = p->base_offset;
-    resp_free(&rs);
+    tbu_resp_free(&rs);
     return base;
 }
 
@@ -390,11 +222,11 @@ static void send_fetch(int fd, const fetch_args_t *a, int32_t corr, const char *
 }
 
 static const sh_fetch_response_t *fetch_one(int fd, const fetch_args_t *a, const char *topic,
-                                            int32_t part, int64_t off, resp_t *rs)
+                                            int32_t part, int64_t off, tbu_resp_t *rs)
 {
     static int32_t corr = 5000;
     send_fetch(fd, a, ++corr, topic, &part, &off, 1);
-    return recv_response(fd, 1, a->ver, corr, rs);
+    return tbu_recv_response(fd, 1, a->ver, corr, rs);
 }
 
 typedef sh_list_offsets_response_list_offsets_partition_response_t lo_t;
@@ -418,12 +250,12 @@ static lo_t list_offsets(int fd, int16_t ver, const char *topic, int32_t part, i
     req.topics = &t;
     req.topics_count = 1;
     send_request(fd, 2, ver, ++corr, &req);
-    resp_t rs;
-    const sh_list_offsets_response_t *r = recv_response(fd, 2, ver, corr, &rs);
+    tbu_resp_t rs;
+    const sh_list_offsets_response_t *r = tbu_recv_response(fd, 2, ver, corr, &rs);
     assert_int_equal(r->topics_count, 1);
     assert_int_equal(r->topics[0].partitions_count, 1);
     lo_t out = r->topics[0].partitions[0];
-    resp_free(&rs);
+    tbu_resp_free(&rs);
     return out;
 }
 
@@ -472,8 +304,8 @@ static void delete_records(int fd, int16_t ver, const dr_req_t *rq, int n, drp_t
     req.topics_count = n;
     req.timeout_ms = 5000;
     send_request(fd, 21, ver, ++corr, &req);
-    resp_t rs;
-    const sh_delete_records_response_t *r = recv_response(fd, 21, ver, corr, &rs);
+    tbu_resp_t rs;
+    const sh_delete_records_response_t *r = tbu_recv_response(fd, 21, ver, corr, &rs);
     assert_int_equal(r->throttle_time_ms, 0);
     assert_int_equal(r->topics_count, n);
     for (int i = 0; i < n; i++) {
@@ -482,7 +314,7 @@ static void delete_records(int fd, int16_t ver, const dr_req_t *rq, int n, drp_t
         out[i] = r->topics[i].partitions[0];
         assert_int_equal(out[i].partition_index, rq[i].partition);
     }
-    resp_free(&rs);
+    tbu_resp_free(&rs);
 }
 
 static int64_t earliest(int fd, const char *topic, int32_t part)
@@ -557,10 +389,10 @@ static void test_delete_records_api(void **state)
 {
     (void)state;
     char *dir = mkdir_tmp();
-    mk_topic(dir, "dr", 2, NULL, 0);
+    tbu_mk_topic(dir, "dr", 2, NULL, 0);
     tb_t t;
     tb_start(&t, dir, fast);
-    int fd = cl_connect(t.port);
+    int fd = tbu_connect(t.port);
     int64_t T0 = sh_clock_wall_ms();
     for (int i = 0; i < 3; i++) {
         batch_t b = mk_batch(10, "p0", T0 + i * 10, -1, 0);
@@ -600,10 +432,10 @@ static void test_delete_records_api(void **state)
     assert_int_equal(byts.error_code, 0);
     assert_int_equal(byts.offset, 15);
     assert_int_equal(list_offsets(fd, 8, "dr", 0, -4).offset, 15); /* EARLIEST_LOCAL */
-    resp_t rs;
+    tbu_resp_t rs;
     const sh_fetch_response_t *fr = fetch_one(fd, &FETCH_DEFAULT, "dr", 0, 14, &rs);
     assert_int_equal(fr->responses[0].partitions[0].error_code, SH_KERR_OFFSET_OUT_OF_RANGE);
-    resp_free(&rs);
+    tbu_resp_free(&rs);
     fr = fetch_one(fd, &FETCH_DEFAULT, "dr", 0, 15, &rs);
     const fp_t *fp = &fr->responses[0].partitions[0];
     assert_int_equal(fp->error_code, 0);
@@ -611,15 +443,15 @@ static void test_delete_records_api(void **state)
     int64_t bases[8];
     assert_true(batch_bases(fp->records, bases, 8) >= 1);
     assert_int_equal(bases[0], 10); /* the straddling batch, whole */
-    resp_free(&rs);
+    tbu_resp_free(&rs);
     /* Produce answers the log start too */
     batch_t b2 = mk_batch(10, "more", T0, -1, 0);
     pspec_t ps = {"dr", 0, &b2};
     send_produce(fd, 8, 4242, -1, &ps, 1);
-    const sh_produce_response_t *pr = recv_response(fd, 0, 8, 4242, &rs);
+    const sh_produce_response_t *pr = tbu_recv_response(fd, 0, 8, 4242, &rs);
     assert_int_equal(find_pr(pr, "dr", 0)->base_offset, 30);
     assert_int_equal(find_pr(pr, "dr", 0)->log_start_offset, 15);
-    resp_free(&rs);
+    tbu_resp_free(&rs);
     free(b2.bytes);
 
     /* up to the end: every object goes, also the one the last produce
@@ -634,15 +466,15 @@ static void test_delete_records_api(void **state)
 
     /* durable: a restarted broker keeps every log start */
     tb_start(&t, dir, fast);
-    fd = cl_connect(t.port);
+    fd = tbu_connect(t.port);
     assert_int_equal(earliest(fd, "dr", 0), 40);
     assert_int_equal(earliest(fd, "dr", 1), 5);
     fr = fetch_one(fd, &FETCH_DEFAULT, "dr", 0, 39, &rs);
     assert_int_equal(fr->responses[0].partitions[0].error_code, SH_KERR_OFFSET_OUT_OF_RANGE);
-    resp_free(&rs);
+    tbu_resp_free(&rs);
     close(fd);
     tb_stop(&t);
-    nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    tbu_rmrf(dir);
 }
 
 static void test_retention_timer(void **state)
@@ -652,12 +484,12 @@ static void test_retention_timer(void **state)
     const sh_meta_config_t by_time[] = {{"retention.ms", "3600000"}};
     const sh_meta_config_t by_size[] = {{"retention.bytes", "1"}};
     const sh_meta_config_t forever[] = {{"retention.ms", "-1"}};
-    mk_topic(dir, "rt", 1, by_time, 1);
-    mk_topic(dir, "rb", 1, by_size, 1);
-    mk_topic(dir, "rf", 1, forever, 1);
+    tbu_mk_topic(dir, "rt", 1, by_time, 1);
+    tbu_mk_topic(dir, "rb", 1, by_size, 1);
+    tbu_mk_topic(dir, "rf", 1, forever, 1);
     tb_t t;
     tb_start(&t, dir, fast);
-    int fd = cl_connect(t.port);
+    int fd = tbu_connect(t.port);
     int64_t now = sh_clock_wall_ms();
 
     /* old data kept forever, uploaded first */
@@ -691,7 +523,7 @@ static void test_retention_timer(void **state)
     assert_int_equal(earliest(fd, "rt", 0), 10);
     close(fd);
     tb_stop(&t);
-    nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    tbu_rmrf(dir);
 }
 
 int main(void)
