@@ -61,6 +61,20 @@ done
 first=${objects[0]#"$S3_OBJECTS"/}
 echo "${#objects[@]} segment object(s) in $S3_URL, e.g. ${first%._S3rver_object}"
 
+# The same objects as a third-party S3 client sees them: the AWS CLI
+# (Debian's awscli, signing with SigV4 like any AWS tool) lists the
+# bucket through the server's API rather than its files.
+# shellcheck disable=SC1090
+. "$S3_STATE"
+prefix=${S3_URL#s3://"$S3_BUCKET"/}
+AWS_EC2_METADATA_DISABLED=true /usr/bin/aws --endpoint-url "$S3_ENDPOINT" \
+    --region "$AWS_REGION" s3 ls "s3://$S3_BUCKET/$prefix/" --recursive \
+    >"$T/aws-ls.txt" 2>"$T/aws-ls.err" || { cat "$T/aws-ls.err"; fail "aws s3 ls failed"; }
+listed=$(grep -c "$prefix/[0-9a-f][0-9a-f]/seg/" "$T/aws-ls.txt" || true)
+[ "$listed" -ge ${#objects[@]} ] ||
+    { cat "$T/aws-ls.txt"; fail "the AWS CLI lists $listed segment objects, the bucket holds ${#objects[@]}"; }
+echo "aws s3 ls lists $listed segment object(s) under s3://$S3_BUCKET/$prefix/"
+
 # Let the last upload commit, then restart over the same data directory.
 sleep 1
 sh_broker_stop || fail "the broker ignored SIGTERM"
