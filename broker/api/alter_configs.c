@@ -35,6 +35,7 @@
 #include <string.h>
 
 #include "broker/api/sh_api.h"
+#include "broker/api/sh_api_admin.h"
 #include "broker/sh_broker.h"
 #include "broker/sh_registry.h"
 #include "broker/sh_request.h"
@@ -58,24 +59,6 @@ typedef struct {
     result_t *res;
 } slot_t;
 
-static sh_slice_t msgf(sh_request_t *req, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static sh_slice_t msgf(sh_request_t *req, const char *fmt, ...)
-{
-    char buf[512];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(buf, sizeof(buf), fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        return SH_SLICE_NULL;
-    if ((size_t)n >= sizeof(buf))
-        n = sizeof(buf) - 1;
-    char *s = sh_arena_strndup(&req->arena, buf, (size_t)n);
-    return s ? (sh_slice_t){(const uint8_t *)s, (size_t)n} : SH_SLICE_NULL;
-}
-
 static void fail_res(result_t *res, sh_err_t err, sh_slice_t msg)
 {
     res->error_code = sh_err_wire(err);
@@ -94,10 +77,10 @@ static void altered(void *arg, sh_err_t err, sh_rtopic_t *t)
     ctx_t *c = s->ctx;
     (void)t;
     if (err == SH_KERR_UNKNOWN_TOPIC_OR_PARTITION)
-        fail_res(s->res, err, msgf(c->req, "The topic was deleted meanwhile."));
+        fail_res(s->res, err, sh_api_msgf(c->req, "The topic was deleted meanwhile."));
     else if (err != SH_OK)
-        fail_res(s->res, err, msgf(c->req, "could not store the configuration: %s",
-                                   sh_err_str(err)));
+        fail_res(s->res, err, sh_api_msgf(c->req, "could not store the configuration: %s",
+                                          sh_err_str(err)));
     c->pending--;
     maybe_respond(c);
 }
@@ -121,15 +104,15 @@ static bool alter_topic(ctx_t *c, const sh_alter_configs_request_t *m, const req
     char why[256];
     if (!sh_topics_name_is_legal(rr->resource_name)) {
         fail_res(res, SH_KERR_INVALID_TOPIC_EXCEPTION,
-                 msgf(req, "Topic name \"%s\" is illegal",
-                      sh_request_printable(req, rr->resource_name, 249)));
+                 sh_api_msgf(req, "Topic name \"%s\" is illegal",
+                             sh_request_printable(req, rr->resource_name, 249)));
         return true;
     }
     sh_rtopic_t *t = sh_registry_find(c->b->registry, rr->resource_name);
     if (!t) {
         fail_res(res, SH_KERR_UNKNOWN_TOPIC_OR_PARTITION,
-                 msgf(req, "The topic '%s' does not exist.",
-                      sh_request_printable(req, rr->resource_name, 249)));
+                 sh_api_msgf(req, "The topic '%s' does not exist.",
+                             sh_request_printable(req, rr->resource_name, 249)));
         return true;
     }
     size_t n = rr->configs_count > 0 ? (size_t)rr->configs_count : 0;
@@ -140,8 +123,8 @@ static bool alter_topic(ctx_t *c, const sh_alter_configs_request_t *m, const req
         const sh_alter_configs_request_alterable_config_t *ac = &rr->configs[i];
         if (!ac->value.ptr) {
             fail_res(res, SH_KERR_INVALID_REQUEST,
-                     msgf(req, "Null value not supported for : %s",
-                          sh_request_printable(req, ac->name, 128)));
+                     sh_api_msgf(req, "Null value not supported for : %s",
+                                 sh_request_printable(req, ac->name, 128)));
             return true;
         }
         cfgs[i].key = sh_arena_strndup(a, (const char *)ac->name.ptr, ac->name.len);
@@ -150,7 +133,7 @@ static bool alter_topic(ctx_t *c, const sh_alter_configs_request_t *m, const req
             return false;
         if (strlen(cfgs[i].key) != ac->name.len || strlen(cfgs[i].value) != ac->value.len) {
             fail_res(res, SH_KERR_INVALID_CONFIG,
-                     msgf(req, "configuration names and values may not contain NUL "
+                     sh_api_msgf(req, "configuration names and values may not contain NUL "
                                "characters"));
             return true;
         }
@@ -167,13 +150,13 @@ static bool alter_topic(ctx_t *c, const sh_alter_configs_request_t *m, const req
         for (size_t i = 0; i < n; i++)
             if (dup[i]) {
                 fail_res(res, SH_KERR_INVALID_REQUEST,
-                         msgf(req, "Error due to duplicate config keys: %s", cfgs[i].key));
+                         sh_api_msgf(req, "Error due to duplicate config keys: %s", cfgs[i].key));
                 return true;
             }
     }
     sh_err_t err = sh_topic_cfg_validate(c->b->cfg, cfgs, n, NULL, why, sizeof(why));
     if (err != SH_OK) {
-        fail_res(res, err, msgf(req, "%s", why));
+        fail_res(res, err, sh_api_msgf(req, "%s", why));
         return true;
     }
     if (m->validate_only)
@@ -185,7 +168,8 @@ static bool alter_topic(ctx_t *c, const sh_alter_configs_request_t *m, const req
     s->res = res;
     err = sh_registry_configs_alter(c->b->registry, t, cfgs, n, true, altered, s);
     if (err != SH_OK)
-        fail_res(res, err, msgf(req, "could not store the configuration: %s", sh_err_str(err)));
+        fail_res(res, err,
+                 sh_api_msgf(req, "could not store the configuration: %s", sh_err_str(err)));
     else
         c->pending++;
     return true;
@@ -233,7 +217,7 @@ void sh_api_alter_configs_handle(sh_broker_t *b, sh_request_t *req)
         res->resource_name = rr->resource_name;
         if (dup[i]) {
             fail_res(res, SH_KERR_INVALID_REQUEST,
-                     msgf(req, "Duplicate resource in request."));
+                     sh_api_msgf(req, "Duplicate resource in request."));
             continue;
         }
         switch (rr->resource_type) {
@@ -244,18 +228,19 @@ void sh_api_alter_configs_handle(sh_broker_t *b, sh_request_t *req)
         case SH_CFG_RESOURCE_BROKER:
             if (rr->resource_name.len && !is_our_id(rr->resource_name, b->node_id))
                 fail_res(res, SH_KERR_INVALID_REQUEST,
-                         msgf(req, "Unexpected broker id, expected %d or empty string, but "
+                         sh_api_msgf(req, "Unexpected broker id, expected %d or empty string, but "
                                    "received %s", b->node_id,
-                              sh_request_printable(req, rr->resource_name, 64)));
+                                     sh_request_printable(req, rr->resource_name, 64)));
             else if (rr->configs_count > 0)
                 fail_res(res, SH_KERR_INVALID_REQUEST,
-                         msgf(req, "Dynamic broker configuration is not supported: set broker "
-                                   "keys in server.properties (or --override) and restart"));
+                         sh_api_msgf(req, "Dynamic broker configuration is not supported: set "
+                                          "broker keys in server.properties (or --override) "
+                                          "and restart"));
             break;
         default:
             fail_res(res, SH_KERR_INVALID_REQUEST,
-                     msgf(req, "AlterConfigs does not support resource type %d",
-                          rr->resource_type));
+                     sh_api_msgf(req, "AlterConfigs does not support resource type %d",
+                                 rr->resource_type));
             break;
         }
     }

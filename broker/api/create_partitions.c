@@ -26,6 +26,7 @@
 #include <string.h>
 
 #include "broker/api/sh_api.h"
+#include "broker/api/sh_api_admin.h"
 #include "broker/sh_broker.h"
 #include "broker/sh_registry.h"
 #include "broker/sh_request.h"
@@ -48,24 +49,6 @@ typedef struct {
     result_t *res;
 } slot_t;
 
-static sh_slice_t msgf(sh_request_t *req, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static sh_slice_t msgf(sh_request_t *req, const char *fmt, ...)
-{
-    char buf[512];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(buf, sizeof(buf), fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        return SH_SLICE_NULL;
-    if ((size_t)n >= sizeof(buf))
-        n = sizeof(buf) - 1;
-    char *s = sh_arena_strndup(&req->arena, buf, (size_t)n);
-    return s ? (sh_slice_t){(const uint8_t *)s, (size_t)n} : SH_SLICE_NULL;
-}
-
 static void fail_topic(result_t *res, sh_err_t err, sh_slice_t msg)
 {
     res->error_code = sh_err_wire(err);
@@ -84,13 +67,14 @@ static void added(void *arg, sh_err_t err, sh_rtopic_t *t)
     ctx_t *c = s->ctx;
     if (err == SH_KERR_INVALID_PARTITIONS && t)
         /* another request grew the topic meanwhile */
-        fail_topic(s->res, err, msgf(c->req, "Topic currently has %d partitions, which is "
+        fail_topic(s->res, err, sh_api_msgf(c->req, "Topic currently has %d partitions, which is "
                                              "higher than the requested count.",
-                                     t->partition_count));
+                                            t->partition_count));
     else if (err == SH_KERR_UNKNOWN_TOPIC_OR_PARTITION)
-        fail_topic(s->res, err, msgf(c->req, "The topic was deleted meanwhile."));
+        fail_topic(s->res, err, sh_api_msgf(c->req, "The topic was deleted meanwhile."));
     else if (err != SH_OK)
-        fail_topic(s->res, err, msgf(c->req, "could not add partitions: %s", sh_err_str(err)));
+        fail_topic(s->res, err,
+                   sh_api_msgf(c->req, "could not add partitions: %s", sh_err_str(err)));
     c->pending--;
     maybe_respond(c);
 }
@@ -103,38 +87,38 @@ static bool topic_start(ctx_t *c, const sh_create_partitions_request_t *m, int32
     res->name = rt->name;
 
     if (dup) {
-        fail_topic(res, SH_KERR_INVALID_REQUEST, msgf(req, "Duplicate topic name."));
+        fail_topic(res, SH_KERR_INVALID_REQUEST, sh_api_msgf(req, "Duplicate topic name."));
         return true;
     }
     sh_rtopic_t *t = sh_registry_find(c->b->registry, rt->name);
     if (!t) {
         fail_topic(res, SH_KERR_UNKNOWN_TOPIC_OR_PARTITION,
-                   msgf(req, "The topic '%s' does not exist.",
-                        sh_request_printable(req, rt->name, 249)));
+                   sh_api_msgf(req, "The topic '%s' does not exist.",
+                               sh_request_printable(req, rt->name, 249)));
         return true;
     }
     if (rt->count == t->partition_count) {
         fail_topic(res, SH_KERR_INVALID_PARTITIONS,
-                   msgf(req, "Topic already has %d partitions.", t->partition_count));
+                   sh_api_msgf(req, "Topic already has %d partitions.", t->partition_count));
         return true;
     }
     if (rt->count < t->partition_count) {
         fail_topic(res, SH_KERR_INVALID_PARTITIONS,
-                   msgf(req, "The topic %s currently has %d partition(s); %d would not be an "
-                             "increase.", t->name, t->partition_count, rt->count));
+                   sh_api_msgf(req, "The topic %s currently has %d partition(s); %d would not be "
+                                    "an increase.", t->name, t->partition_count, rt->count));
         return true;
     }
     if (rt->count > SH_META_PARTITIONS_MAX) {
         fail_topic(res, SH_KERR_INVALID_PARTITIONS,
-                   msgf(req, "Partition count %d is above this broker's limit of %d",
-                        rt->count, SH_META_PARTITIONS_MAX));
+                   sh_api_msgf(req, "Partition count %d is above this broker's limit of %d",
+                               rt->count, SH_META_PARTITIONS_MAX));
         return true;
     }
     if (rt->assignments_count >= 0 && rt->assignments) {
         int32_t want = rt->count - t->partition_count;
         if (rt->assignments_count != want) {
             fail_topic(res, SH_KERR_INVALID_REPLICA_ASSIGNMENT,
-                       msgf(req, "Increasing the number of partitions by %d but %d "
+                       sh_api_msgf(req, "Increasing the number of partitions by %d but %d "
                                  "assignments provided.", want, rt->assignments_count));
             return true;
         }
@@ -143,7 +127,7 @@ static bool topic_start(ctx_t *c, const sh_create_partitions_request_t *m, int32
                 &rt->assignments[k];
             if (as->broker_ids_count != 1 || as->broker_ids[0] != c->b->node_id) {
                 fail_topic(res, SH_KERR_INVALID_REPLICA_ASSIGNMENT,
-                           msgf(req, "Assignment %d must name exactly this broker (%d): "
+                           sh_api_msgf(req, "Assignment %d must name exactly this broker (%d): "
                                      "this cluster has one broker, which holds every "
                                      "partition", k, c->b->node_id));
                 return true;
@@ -160,7 +144,7 @@ static bool topic_start(ctx_t *c, const sh_create_partitions_request_t *m, int32
     s->res = res;
     sh_err_t err = sh_registry_partitions_add(c->b->registry, t, rt->count, added, s);
     if (err != SH_OK)
-        fail_topic(res, err, msgf(req, "could not add partitions: %s", sh_err_str(err)));
+        fail_topic(res, err, sh_api_msgf(req, "could not add partitions: %s", sh_err_str(err)));
     else
         c->pending++;
     return true;

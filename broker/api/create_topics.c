@@ -46,6 +46,7 @@
 #include <string.h>
 
 #include "broker/api/sh_api.h"
+#include "broker/api/sh_api_admin.h"
 #include "broker/sh_broker.h"
 #include "broker/sh_registry.h"
 #include "broker/sh_request.h"
@@ -70,24 +71,6 @@ typedef struct {
     ctx_t *ctx;
     result_t *res;
 } slot_t;
-
-static sh_slice_t msgf(sh_request_t *req, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static sh_slice_t msgf(sh_request_t *req, const char *fmt, ...)
-{
-    char buf[512];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(buf, sizeof(buf), fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        return SH_SLICE_NULL;
-    if ((size_t)n >= sizeof(buf))
-        n = sizeof(buf) - 1;
-    char *s = sh_arena_strndup(&req->arena, buf, (size_t)n);
-    return s ? (sh_slice_t){(const uint8_t *)s, (size_t)n} : SH_SLICE_NULL;
-}
 
 static void fail_topic(result_t *res, sh_err_t err, sh_slice_t msg)
 {
@@ -142,12 +125,12 @@ static void created(void *arg, sh_err_t err, sh_rtopic_t *t)
         if (c->req->api_version >= 5 && !fill_configs(c, res, t->overrides, t->noverrides))
             c->nomem = true;
     } else if (err == SH_KERR_TOPIC_ALREADY_EXISTS) {
-        fail_topic(res, err, msgf(c->req, "Topic '%s' already exists.",
+        fail_topic(res, err, sh_api_msgf(c->req, "Topic '%s' already exists.",
                                      sh_request_printable(c->req, res->name, 255)));
     } else {
         if (err == SH_OK)
             err = SH_E_IO;
-        fail_topic(res, err, msgf(c->req, "could not create topic: %s", sh_err_str(err)));
+        fail_topic(res, err, sh_api_msgf(c->req, "could not create topic: %s", sh_err_str(err)));
     }
     c->pending--;
     maybe_respond(c);
@@ -157,16 +140,16 @@ static void created(void *arg, sh_err_t err, sh_rtopic_t *t)
 static sh_slice_t illegal_name_msg(sh_request_t *req, sh_slice_t name)
 {
     if (!name.ptr || name.len == 0)
-        return msgf(req, "Topic name is illegal, it can't be empty");
+        return sh_api_msgf(req, "Topic name is illegal, it can't be empty");
     if (name.len > 249)
-        return msgf(req, "Topic name is illegal, it can't be longer than 249 characters");
+        return sh_api_msgf(req, "Topic name is illegal, it can't be longer than 249 characters");
     if ((name.len == 1 && name.ptr[0] == '.') ||
         (name.len == 2 && name.ptr[0] == '.' && name.ptr[1] == '.'))
-        return msgf(req, "Topic name cannot be \".\" or \"..\"");
-    return msgf(req,
-                "Topic name \"%s\" is illegal, it contains a character other than ASCII "
-                "alphanumerics, '.', '_' and '-'",
-                sh_request_printable(req, name, 249));
+        return sh_api_msgf(req, "Topic name cannot be \".\" or \"..\"");
+    return sh_api_msgf(req,
+                       "Topic name \"%s\" is illegal, it contains a character other than ASCII "
+                       "alphanumerics, '.', '_' and '-'",
+                       sh_request_printable(req, name, 249));
 }
 
 /* Manual assignments: partitions 0..n-1, each on this broker only.
@@ -178,32 +161,32 @@ static sh_err_t check_assignments(ctx_t *c, const req_topic_t *rt, int32_t *coun
     for (int32_t i = 0; i < n; i++) {
         const sh_create_topics_request_creatable_replica_assignment_t *as = &rt->assignments[i];
         if (as->partition_index < 0 || as->partition_index >= n) {
-            *msg = msgf(c->req, "Partitions should be consecutive and start at 0; got "
+            *msg = sh_api_msgf(c->req, "Partitions should be consecutive and start at 0; got "
                                 "partition %d among %d assignments",
-                        as->partition_index, n);
+                               as->partition_index, n);
             return SH_KERR_INVALID_REPLICA_ASSIGNMENT;
         }
         for (int32_t j = 0; j < i; j++)
             if (rt->assignments[j].partition_index == as->partition_index) {
-                *msg = msgf(c->req, "Partition %d is assigned more than once",
-                            as->partition_index);
+                *msg = sh_api_msgf(c->req, "Partition %d is assigned more than once",
+                                   as->partition_index);
                 return SH_KERR_INVALID_REPLICA_ASSIGNMENT;
             }
         if (as->broker_ids_count <= 0) {
-            *msg = msgf(c->req, "Partition %d has an empty replica assignment",
-                        as->partition_index);
+            *msg = sh_api_msgf(c->req, "Partition %d has an empty replica assignment",
+                               as->partition_index);
             return SH_KERR_INVALID_REPLICA_ASSIGNMENT;
         }
         for (int32_t k = 0; k < as->broker_ids_count; k++) {
             if (as->broker_ids[k] != c->b->node_id) {
-                *msg = msgf(c->req, "Broker %d is not a live broker: this cluster has one "
+                *msg = sh_api_msgf(c->req, "Broker %d is not a live broker: this cluster has one "
                                     "broker, %d, which holds every partition",
-                            as->broker_ids[k], c->b->node_id);
+                                   as->broker_ids[k], c->b->node_id);
                 return SH_KERR_INVALID_REPLICA_ASSIGNMENT;
             }
             if (k > 0) {
-                *msg = msgf(c->req, "Partition %d lists broker %d more than once",
-                            as->partition_index, as->broker_ids[k]);
+                *msg = sh_api_msgf(c->req, "Partition %d lists broker %d more than once",
+                                   as->partition_index, as->broker_ids[k]);
                 return SH_KERR_INVALID_REPLICA_ASSIGNMENT;
             }
         }
@@ -232,7 +215,7 @@ static bool topic_start(ctx_t *c, const sh_create_topics_request_t *m, int32_t i
 
     if (dup) {
         fail_topic(res, SH_KERR_INVALID_REQUEST,
-                   msgf(req, "Create topics request contains multiple entries for the topic "
+                   sh_api_msgf(req, "Create topics request contains multiple entries for the topic "
                              "'%s'", sh_request_printable(req, rt->name, 249)));
         return true;
     }
@@ -242,8 +225,8 @@ static bool topic_start(ctx_t *c, const sh_create_topics_request_t *m, int32_t i
     }
     if (sh_registry_find(c->b->registry, rt->name)) {
         fail_topic(res, SH_KERR_TOPIC_ALREADY_EXISTS,
-                   msgf(req, "Topic '%s' already exists.",
-                        sh_request_printable(req, rt->name, 249)));
+                   sh_api_msgf(req, "Topic '%s' already exists.",
+                               sh_request_printable(req, rt->name, 249)));
         return true;
     }
 
@@ -251,7 +234,7 @@ static bool topic_start(ctx_t *c, const sh_create_topics_request_t *m, int32_t i
     if (rt->assignments_count > 0) {
         if (rt->num_partitions != -1 || rt->replication_factor != -1) {
             fail_topic(res, SH_KERR_INVALID_REQUEST,
-                       msgf(req, "Both numPartitions or replicationFactor and "
+                       sh_api_msgf(req, "Both numPartitions or replicationFactor and "
                                  "replicasAssignments were set. Both cannot be used at the "
                                  "same time."));
             return true;
@@ -265,20 +248,20 @@ static bool topic_start(ctx_t *c, const sh_create_topics_request_t *m, int32_t i
         partitions = rt->num_partitions == -1 ? cfg->num_partitions : rt->num_partitions;
         if (partitions <= 0) {
             fail_topic(res, SH_KERR_INVALID_PARTITIONS,
-                       msgf(req, "Number of partitions was set to an invalid non-positive "
+                       sh_api_msgf(req, "Number of partitions was set to an invalid non-positive "
                                  "value."));
             return true;
         }
         if (partitions > SH_META_PARTITIONS_MAX) {
             fail_topic(res, SH_KERR_INVALID_PARTITIONS,
-                       msgf(req, "Number of partitions %d is above this broker's limit of "
+                       sh_api_msgf(req, "Number of partitions %d is above this broker's limit of "
                                  "%d per topic creation", partitions, SH_META_PARTITIONS_MAX));
             return true;
         }
         if (rt->replication_factor != -1 && rt->replication_factor <= 0) {
             fail_topic(res, SH_KERR_INVALID_REPLICATION_FACTOR,
-                       msgf(req, "Replication factor must be larger than 0, or -1 to use the "
-                                 "default value."));
+                       sh_api_msgf(req, "Replication factor must be larger than 0, or -1 to use "
+                                        "the default value."));
             return true;
         }
     }
@@ -296,8 +279,8 @@ static bool topic_start(ctx_t *c, const sh_create_topics_request_t *m, int32_t i
                 return false;
             if (!rc->value.ptr) {
                 fail_topic(res, SH_KERR_INVALID_REQUEST,
-                           msgf(req, "Null value not supported for topic configs: %s",
-                                sh_request_printable(req, rc->name, 128)));
+                           sh_api_msgf(req, "Null value not supported for topic configs: %s",
+                                       sh_request_printable(req, rc->name, 128)));
                 return true;
             }
             cfgs[k].value = sh_arena_strndup(a, (const char *)rc->value.ptr, rc->value.len);
@@ -306,7 +289,7 @@ static bool topic_start(ctx_t *c, const sh_create_topics_request_t *m, int32_t i
             /* a NUL inside a key or value would be cut short in the store */
             if (strlen(cfgs[k].key) != rc->name.len || strlen(cfgs[k].value) != rc->value.len) {
                 fail_topic(res, SH_KERR_INVALID_CONFIG,
-                           msgf(req, "configuration names and values may not contain NUL "
+                           sh_api_msgf(req, "configuration names and values may not contain NUL "
                                      "characters"));
                 return true;
             }
@@ -314,7 +297,7 @@ static bool topic_start(ctx_t *c, const sh_create_topics_request_t *m, int32_t i
     }
     sh_err_t err = sh_topic_cfg_validate(cfg, cfgs, ncfgs, NULL, why, sizeof(why));
     if (err != SH_OK) {
-        fail_topic(res, err, msgf(req, "%s", why));
+        fail_topic(res, err, sh_api_msgf(req, "%s", why));
         return true;
     }
 
@@ -333,7 +316,7 @@ static bool topic_start(ctx_t *c, const sh_create_topics_request_t *m, int32_t i
     s->res = res;
     err = sh_registry_topic_create(c->b->registry, rt->name, partitions, cfgs, ncfgs, created, s);
     if (err != SH_OK)
-        fail_topic(res, err, msgf(req, "could not create topic: %s", sh_err_str(err)));
+        fail_topic(res, err, sh_api_msgf(req, "could not create topic: %s", sh_err_str(err)));
     else
         c->pending++;
     return true;

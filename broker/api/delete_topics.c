@@ -34,6 +34,7 @@
 #include <string.h>
 
 #include "broker/api/sh_api.h"
+#include "broker/api/sh_api_admin.h"
 #include "broker/sh_broker.h"
 #include "broker/sh_registry.h"
 #include "broker/sh_request.h"
@@ -54,24 +55,6 @@ typedef struct {
     ctx_t *ctx;
     result_t *res;
 } slot_t;
-
-static sh_slice_t msgf(sh_request_t *req, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static sh_slice_t msgf(sh_request_t *req, const char *fmt, ...)
-{
-    char buf[512];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(buf, sizeof(buf), fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        return SH_SLICE_NULL;
-    if ((size_t)n >= sizeof(buf))
-        n = sizeof(buf) - 1;
-    char *s = sh_arena_strndup(&req->arena, buf, (size_t)n);
-    return s ? (sh_slice_t){(const uint8_t *)s, (size_t)n} : SH_SLICE_NULL;
-}
 
 static bool uuid_is_zero(sh_uuid_t u)
 {
@@ -97,9 +80,9 @@ static void deleted(void *arg, sh_err_t err, sh_rtopic_t *t)
     ctx_t *c = s->ctx;
     (void)t;
     if (err == SH_KERR_UNKNOWN_TOPIC_OR_PARTITION)
-        fail_topic(s->res, err, msgf(c->req, "This server does not host this topic."));
+        fail_topic(s->res, err, sh_api_msgf(c->req, "This server does not host this topic."));
     else if (err != SH_OK)
-        fail_topic(s->res, err, msgf(c->req, "could not delete topic: %s", sh_err_str(err)));
+        fail_topic(s->res, err, sh_api_msgf(c->req, "could not delete topic: %s", sh_err_str(err)));
     c->pending--;
     maybe_respond(c);
 }
@@ -110,10 +93,10 @@ static bool topic_start(ctx_t *c, result_t *res, sh_rtopic_t *t)
     if (!t) {
         if (!uuid_is_zero(res->topic_id) && sh_slice_is_null(res->name))
             fail_topic(res, SH_KERR_UNKNOWN_TOPIC_ID,
-                       msgf(c->req, "This server does not host this topic ID."));
+                       sh_api_msgf(c->req, "This server does not host this topic ID."));
         else
             fail_topic(res, SH_KERR_UNKNOWN_TOPIC_OR_PARTITION,
-                       msgf(c->req, "This server does not host this topic-partition."));
+                       sh_api_msgf(c->req, "This server does not host this topic-partition."));
         return true;
     }
     /* Answer with both identities, as Kafka does. The name is copied: the
@@ -131,7 +114,7 @@ static bool topic_start(ctx_t *c, result_t *res, sh_rtopic_t *t)
     s->res = res;
     sh_err_t err = sh_registry_topic_delete(c->b->registry, t, deleted, s);
     if (err != SH_OK)
-        fail_topic(res, err, msgf(c->req, "could not delete topic: %s", sh_err_str(err)));
+        fail_topic(res, err, sh_api_msgf(c->req, "could not delete topic: %s", sh_err_str(err)));
     else
         c->pending++;
     return true;
@@ -177,7 +160,7 @@ void sh_api_delete_topics_handle(sh_broker_t *b, sh_request_t *req)
             bool has_name = ts->name.ptr != NULL, has_id = !uuid_is_zero(ts->topic_id);
             if (has_name == has_id) {
                 fail_topic(res, SH_KERR_INVALID_REQUEST,
-                           msgf(req, has_name ? "Give a topic name or a topic id, not both."
+                           sh_api_msgf(req, has_name ? "Give a topic name or a topic id, not both."
                                               : "Neither a topic name nor a topic id given."));
                 bad[i] = true;
                 continue;
@@ -217,7 +200,7 @@ void sh_api_delete_topics_handle(sh_broker_t *b, sh_request_t *req)
             continue;
         if (dup[i]) {
             fail_topic(&c->resp.responses[i], SH_KERR_INVALID_REQUEST,
-                       msgf(req, "Duplicate topic in request."));
+                       sh_api_msgf(req, "Duplicate topic in request."));
             continue;
         }
         /* An arena failure here would leave earlier deletions calling
