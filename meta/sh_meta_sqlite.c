@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <strings.h>
 
 #include "common/sh_clock.h"
@@ -791,9 +792,20 @@ sh_err_t sh_meta_sqlite_connect(const char *path, const char *url, sh_meta_conn_
     sqlite3_busy_timeout(c->db, SQ_BUSY_TIMEOUT_MS);
 
     /* Reading the file for the first time happens here: a file that is
-     * not a database fails now, with SQLite's message. */
-    if ((err = sq_pragma_check(c, "PRAGMA journal_mode = WAL", memory ? "memory" : "wal",
-                               "set journal_mode=WAL")) != SH_OK)
+     * not a database fails now, with SQLite's message. Two brokers opening
+     * a fresh file at once can find the switch to WAL mode busy without
+     * SQLite calling the busy handler (it refuses to wait where waiting
+     * could deadlock), so a busy answer is retried for a bounded while. */
+    for (int attempt = 0;; attempt++) {
+        err = sq_pragma_check(c, "PRAGMA journal_mode = WAL", memory ? "memory" : "wal",
+                              "set journal_mode=WAL");
+        int code = sqlite3_errcode(c->db) & 0xff;
+        if (err == SH_OK || attempt >= 50 || (code != SQLITE_BUSY && code != SQLITE_LOCKED))
+            break;
+        struct timespec pause = {0, 100 * 1000 * 1000};
+        nanosleep(&pause, NULL);
+    }
+    if (err != SH_OK)
         goto fail;
     if ((err = sq_exec_script(c, "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;"
                                  "PRAGMA trusted_schema = OFF",
