@@ -576,6 +576,8 @@ sh_err_t sh_plog_open(const sh_plog_opts_t *o, sh_plog_t **out)
         err = sh_wal_open(o->wal, key, NULL, NULL, &p->wal);
     if (err != SH_OK)
         goto fail;
+    if (rc.skipped) /* their RELEASE was lost in a crash: unpin, or they hold the WAL forever */
+        sh_wal_release(p->wal, p->committed - 1);
     /* The WAL refuses offsets at or below what it holds; a damaged frame
      * we skipped leaves a gap, which Kafka's offsets allow. */
     int64_t wal_last = sh_wal_last_offset(p->wal);
