@@ -74,7 +74,7 @@ $(foreach t,$(UNIT_SRC:tests/unit/%.c=%),$(eval $(call unit_rule,$(t))))
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
 fuzz_module = $(firstword $(subst _, ,$(patsubst fuzz_%,%,$(1))))
-FUZZ_SECONDS ?= 15
+FUZZ_SECONDS ?= 10
 
 define fuzz_rule
 $(BUILD)/fuzz/$(1): tests/fuzz/$(1).c $(call libs_for,$(call fuzz_module,$(1)))
