@@ -40,8 +40,10 @@
 # is not checked either (retries without idempotence may reorder).
 # COMPAT_060_KILLS (default 20), COMPAT_060_RATE (records/s per producer,
 # default 2500), COMPAT_060_BURST (records per producer per burst, default
-# 10000), COMPAT_060_MAX_DELAY (s, default 2.0); COMPAT_SEED replays the
-# kill schedule and the record contents.
+# 10000), COMPAT_060_MAX_DELAY (s, default 2.0), COMPAT_060_DURABILITY
+# (the topic's streamhouse.durability, default wal), COMPAT_060_SETTINGS
+# (more broker KEY=VALUE settings, e.g. a tiny WAL); COMPAT_SEED replays
+# the kill schedule and the record contents.
 import json
 import os
 import random
@@ -291,13 +293,17 @@ def main():
 
     broker = crashkit.Broker(os.path.join(T, "b1"),
                              ["streamhouse.upload.interval.ms=300",
-                              "streamhouse.upload.bytes=2097152"])
+                              "streamhouse.upload.bytes=2097152"] +
+                             os.environ.get("COMPAT_060_SETTINGS", "").split())
     broker.start()
     env = dict(os.environ, BOOTSTRAP=broker.bootstrap, C060_SEED=str(SEED))
     admin = AdminClient({"bootstrap.servers": broker.bootstrap})
     # retention.ms=-1: the records carry fixed 2023 timestamps (T0), which a
     # 7-day time retention would delete while the test runs.
-    for f in admin.create_topics([NewTopic(TOPIC, PARTS, 1, config={"retention.ms": "-1"})],
+    config = {"retention.ms": "-1"}
+    if os.environ.get("COMPAT_060_DURABILITY"):
+        config["streamhouse.durability"] = os.environ["COMPAT_060_DURABILITY"]
+    for f in admin.create_topics([NewTopic(TOPIC, PARTS, 1, config=config)],
                                  request_timeout=15).values():
         f.result()
     del admin
@@ -332,6 +338,16 @@ def main():
                 fail("%s exited early (status %s):\n%s", n, c.returncode,
                      open(os.path.join(T, "%s.out" % n)).read()[-3000:])
 
+    def probe():
+        """What the broker answers right now (ListOffsets latest), if anything."""
+        try:
+            conn = kprobe.Conn(broker.bootstrap, timeout=5)
+            r = conn.list_offsets(1, [(TOPIC, [(q, -1) for q in range(PARTS)])])
+            conn.close()
+            return "high watermarks %r" % [r[(TOPIC, q)][2] for q in range(PARTS)]
+        except Exception as e:  # noqa: BLE001 - any failure is the answer
+            return "no answer to ListOffsets (%r)" % e
+
     def wait_flow(base, need, limit=60):
         """Wait until both producers got `need` more acks than `base`."""
         t0 = time.time()
@@ -344,7 +360,8 @@ def main():
                 fail("the broker died by itself:\n%s", broker.log_tail())
             if time.time() - t0 > limit:
                 fail("producers got no acknowledgements for %d s after a restart "
-                     "(acks %r, before %r)\n%s", limit, now, base, broker.log_tail())
+                     "(acks %r, before %r); the broker says: %s\n%s", limit, now, base,
+                     probe(), broker.log_tail())
             time.sleep(0.02)
 
     spawn("consumer", "consumer")

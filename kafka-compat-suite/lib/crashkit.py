@@ -212,6 +212,20 @@ class Broker:
         except OSError:
             return ""
 
+    def dump_stacks(self):
+        """Append every thread's stack (gdb) to DIR/stacks.txt: what a
+        stuck broker was doing. Returns the path, or None without gdb."""
+        if not self.alive() or not shutil.which("gdb"):
+            return None
+        path = os.path.join(self.dir, "stacks.txt")
+        with open(path, "a") as f:
+            f.write("=== %s pid %d\n" % (time.strftime("%F %T"), self.proc.pid))
+            f.flush()
+            subprocess.call(["gdb", "-p", str(self.proc.pid), "-batch", "-nx",
+                             "-ex", "thread apply all bt"], stdin=subprocess.DEVNULL,
+                            stdout=f, stderr=subprocess.STDOUT, timeout=60)
+        return path
+
     @classmethod
     def cleanup_all(cls):
         for b in cls._all:
@@ -221,5 +235,15 @@ class Broker:
 
 
 def fail(msg, *args):
+    """Print the reason, keep the stacks of any broker still running (set
+    COMPAT_STACKS=0 to skip), exit 1."""
     print("FAIL: " + (msg % args if args else msg), flush=True)
+    if os.environ.get("COMPAT_STACKS", "1") != "0":
+        for b in Broker._all:
+            try:
+                path = b.dump_stacks()
+            except (OSError, subprocess.SubprocessError):
+                path = None
+            if path:
+                print("broker stacks: %s" % path, flush=True)
     sys.exit(1)
