@@ -11,8 +11,8 @@
 #    rate, plus bursts of thousands of records on command.
 #  - The broker is SIGKILLed KILLS times (default 20) and restarted each
 #    time on the same data directory and port: after a random delay since
-#    the restart (0.05-2 s, some while it is still replaying its WAL), or a
-#    random 0-300 ms after a burst was queued (many requests in flight).
+#    the restart (0.05-2 s, some before the producers have reconnected), or
+#    a random 0-300 ms after a burst was queued (many requests in flight).
 #    Uploads run every 300 ms or 2 MB, so every kill leaves acknowledged
 #    data both in segment objects and only in the WAL. The producers
 #    reconnect and retry by themselves; each records the partition and
@@ -34,9 +34,9 @@
 # not. With idempotence off, a batch whose first attempt was written (and
 # made durable, or at least written to the WAL before the kill) but whose
 # acknowledgement was lost is sent again and stored again at a later
-# offset: the record then appears twice, once at its acknowledged offset
-# and once elsewhere. That is Kafka's at-least-once semantics, not loss;
-# the counts of such copies are printed. Order between retried batches
+# offset: the record then appears twice, and only the copy at the offset
+# its delivery report names was acknowledged. That is Kafka's at-least-
+# once semantics, not loss; the counts of such copies are printed. Order between retried batches
 # is not checked either (retries without idempotence may reorder).
 # COMPAT_060_KILLS (default 20), COMPAT_060_RATE (records/s per producer,
 # default 2500), COMPAT_060_BURST (records per producer per burst, default
